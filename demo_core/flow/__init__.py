@@ -1,0 +1,1 @@
+"""flow subpackage of the DEMO engine."""

@@ -1,0 +1,1 @@
+"""motion subpackage of the DEMO engine."""

@@ -1,0 +1,1 @@
+"""synthetic subpackage of the DEMO engine."""
