@@ -1,0 +1,100 @@
+"""DemoSampleMotion (speech → motion) and DemoMotionFromVideo (driving frames → motion)."""
+
+from __future__ import annotations
+
+from demo_core.pipeline import GenerationSettings, motion_from_frames, sample_motion_track
+
+from . import comfy_host
+from .errors import node_errors
+from .plot import motion_curves
+from .types import CATEGORY_ROOT, DEMO_AUDIO_COND, DEMO_MODEL, DEMO_MOTION, DEMO_PORTRAIT
+
+__all__ = ["DemoSampleMotion", "DemoMotionFromVideo"]
+
+SOLVERS = ["euler", "midpoint", "rk4"]
+VIDEO_CROP_MODES = ["auto", "center", "none"]
+
+
+class DemoSampleMotion:
+    """Sample a motion trajectory from speech with flow matching."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (DEMO_MODEL, {"tooltip": "The model from Demo Load Model."}),
+                "portrait": (DEMO_PORTRAIT, {"tooltip": "The encoded portrait(s): motion starts from their pose."}),
+                "audio_cond": (DEMO_AUDIO_COND, {"tooltip": "The encoded speech from Demo Encode Audio."}),
+                "steps": ("INT", {"default": 10, "min": 1, "max": 100,
+                                  "tooltip": "ODE steps per 2-second window: more is smoother and slower (FLOAT's "
+                                             "nfe=10 equals 9)."}),
+                "solver": (SOLVERS, {"default": "euler",
+                                     "tooltip": "ODE solver: euler (FLOAT's), midpoint or rk4 (2 and 4 model calls "
+                                                "per step)."}),
+                "a_cfg": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                                    "tooltip": "Audio guidance: higher follows the speech more strongly."}),
+                "e_cfg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                                    "tooltip": "Emotion guidance: higher shows the emotion more strongly."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                                 "tooltip": "Noise seed: the same seed gives the same motion on the same device."}),
+                "fps": ("FLOAT", {"default": 25.0, "min": 10.0, "max": 60.0, "step": 0.01,
+                                  "tooltip": "Output frame rate; the motion is resampled from the model's 25 fps, so "
+                                             "audio and video stay in sync at any rate."}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    RETURN_TYPES = (DEMO_MOTION,)
+    RETURN_NAMES = ("motion",)
+    OUTPUT_TOOLTIPS = ("Motion latents at the chosen fps, exactly ceil(audio seconds × fps) frames.",)
+    FUNCTION = "sample"
+    CATEGORY = f"{CATEGORY_ROOT}/motion"
+    DESCRIPTION = ("Generates head, lip and eye motion for the speech, 2-second window by window, and retimes it "
+                   "to the output frame rate. Cancel stops it between steps. The node shows the motion curves.")
+
+    @node_errors
+    def sample(self, model, portrait, audio_cond, steps, solver, a_cfg, e_cfg, seed, fps, unique_id=None):
+        settings = GenerationSettings(steps=steps, method=solver, a_cfg=a_cfg, e_cfg=e_cfg, seed=seed, fps=fps)
+        track = sample_motion_track(model, portrait, audio_cond, settings,
+                                    callback=comfy_host.progress_callback(unique_id))
+        return {"ui": {"demo_curves": motion_curves(track)}, "result": (track,)}
+
+
+class DemoMotionFromVideo:
+    """Take the motion of a driving video."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (DEMO_MODEL, {"tooltip": "The model from Demo Load Model."}),
+                "images": ("IMAGE", {"tooltip": "Frames of the driving video (e.g. from Load Video)."}),
+                "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 120.0, "step": 0.01,
+                                  "tooltip": "Frame rate of the driving frames."}),
+                "crop": (VIDEO_CROP_MODES, {"default": "auto",
+                                            "tooltip": "Face framing, chosen on the first frame and kept for all "
+                                                       "frames."}),
+                "scale": ("FLOAT", {"default": 1.6, "min": 0.5, "max": 4.0, "step": 0.05,
+                                    "tooltip": "Crop side relative to the detected face (crop = auto)."}),
+                "relative": ("BOOLEAN", {"default": True,
+                                         "tooltip": "Apply the video's motion relative to its first frame, starting "
+                                                    "from the portrait's own pose (best across identities)."}),
+                "batch_size": ("INT", {"default": 16, "min": 1, "max": 256,
+                                       "tooltip": "Frames encoded at once; lower it if memory runs out."}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    RETURN_TYPES = (DEMO_MOTION,)
+    RETURN_NAMES = ("motion",)
+    OUTPUT_TOOLTIPS = ("One motion latent per driving frame, at the given fps.",)
+    FUNCTION = "extract"
+    CATEGORY = f"{CATEGORY_ROOT}/motion"
+    DESCRIPTION = ("Encodes the motion of every driving frame with the model's motion encoder, to re-enact a "
+                   "portrait with someone else's head and face movement.")
+
+    @node_errors
+    def extract(self, model, images, fps, crop, scale, relative, batch_size, unique_id=None):
+        track = motion_from_frames(model, images, fps, crop=crop, scale=scale, relative=relative, batch=batch_size,
+                                   callback=comfy_host.progress_callback(unique_id))
+        return (track,)
