@@ -3,6 +3,8 @@
 Commands:
     generate   portrait + speech → mp4 (defaults: the embedded model, portrait and speech clip)
     inspect    print what a checkpoint holds and the configuration inferred from it
+    train      train a DEMO-native model: ``train stage1|stage2 --config cfg.json|--data DIR --out DIR [--resume]``
+               (multi-process: ``torchrun --nproc_per_node N -m demo_core train ...``)
 """
 
 from __future__ import annotations
@@ -73,6 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="show what a checkpoint holds")
     i.add_argument("checkpoint", nargs="+")
+
+    t = sub.add_parser("train", help="train a DEMO-native model (stage1: auto-encoder, stage2: flow matching)")
+    t.add_argument("stage", choices=["stage1", "stage2"])
+    t.add_argument("--config", default=None,
+                   help="training config JSON (default: demo_core/train/configs/demo_synthetic_64.json)")
+    t.add_argument("--data", default=None, help="folder of training videos (overrides data.root)")
+    t.add_argument("--out", required=True, help="run folder (stage1/ and stage2/ are written inside)")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this stage")
+    t.add_argument("--init", default=None, help="stage 2: the stage-1 model (default OUT/stage1/model.safetensors)")
+    t.add_argument("--steps", type=int, default=None, help="override the stage's step count")
+    t.add_argument("--batch", type=int, default=None, help="override the stage's global batch")
+    t.add_argument("--device", default=None, help="override the device (cpu, cuda)")
+    t.add_argument("--seed", type=int, default=None, help="override the stage's seed")
+    t.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after N steps of this run")
     return parser
 
 
@@ -152,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             return _generate(args)
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "train":
+            from .train import run_train_command
+
+            return run_train_command(args)
     except (DemoInputError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,9 +16,10 @@ from typing import Iterable
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DemoInputError
 from ..io.checkpoints import FORMAT_NAME, LoadReport, check_state_dict, collect_state_dict
 from .audio_encoder import AudioEncoderConfig
+from .demo_model import DemoConfig, DemoModel
 from .emotion_encoder import EmotionEncoderConfig
 from .float_model import FloatConfig, FloatModel
 from .flow_transformer import FlowTransformerConfig
@@ -165,6 +166,44 @@ def _sibling_float_options(paths: list[Path]) -> dict | None:
     return None
 
 
+def _metadata_family(metadata: dict[str, str], source: str) -> str:
+    try:
+        cfg_dict = json.loads(metadata["config"])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{source}: the pack-format metadata has no readable 'config' JSON.") from None
+    return str(cfg_dict.get("family", "float")) if isinstance(cfg_dict, dict) else "float"
+
+
+def _fill_model(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, optional=_OPTIONAL,
+                recomputed=_RECOMPUTED) -> tuple[list[str], list[str]]:
+    """Copy ``state`` into ``model`` after checking keys and shapes; returns (missing_optional, unexpected)."""
+    to_load, missing_optional, unexpected = check_state_dict(
+        model, state, source=source, optional=optional, recomputed=recomputed
+    )
+    with torch.no_grad():
+        own = model.state_dict()
+        for k, v in to_load.items():
+            own[k].copy_(v.to(dtype=own[k].dtype) if v.is_floating_point() else v)
+    return missing_optional, unexpected
+
+
+def _load_demo_model(state, metadata, sources, *, device, dtype) -> tuple[DemoModel, LoadReport]:
+    """Build a :class:`DemoModel` from a pack-format file whose config has ``family: "demo"``."""
+    source = ", ".join(sources)
+    try:
+        cfg = DemoConfig.from_dict(json.loads(metadata["config"]))
+    except (DemoInputError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: the stored DEMO model config is not valid ({exc}).") from None
+    with torch.device("meta"):
+        probe = DemoModel(cfg)
+    check_state_dict(probe, state, source=source, recomputed=_RECOMPUTED)
+    model = DemoModel(cfg, device=device, dtype=dtype)
+    report = LoadReport(sources=sources, metadata=metadata, config_source="metadata")
+    report.missing, report.unexpected = _fill_model(model, state, source, optional=(), recomputed=_RECOMPUTED)
+    model.eval().requires_grad_(False)
+    return model, report
+
+
 def load_model(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     *,
@@ -172,8 +211,11 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     search_siblings: bool = True,
     float_options: dict | None = None,
-) -> tuple[FloatModel, LoadReport]:
+) -> tuple[FloatModel | DemoModel, LoadReport]:
     """Load a FLOAT-family model from the pack's format, ``float.pth``, ``FLOAT.safetensors`` or split parts.
+
+    A pack-format file whose stored config has ``family: "demo"`` gives a
+    :class:`~demo_core.models.demo_model.DemoModel` (same attributes as :class:`FloatModel` for the pipeline).
 
     Args:
         paths: checkpoint file(s) and/or folder(s).
@@ -198,6 +240,8 @@ def load_model(
     paths = [Path(p) for p in paths]
     state, metadata, sources, hf_configs = collect_state_dict(paths)
     source = ", ".join(sources)
+    if metadata.get("format") == FORMAT_NAME and _metadata_family(metadata, source) == "demo":
+        return _load_demo_model(state, metadata, sources, device=device, dtype=dtype)
     if search_siblings and not any(k.startswith("audio_encoder.wav2vec2.") for k in state):
         extra = _sibling_wav2vec2_folders(paths)
         if extra:

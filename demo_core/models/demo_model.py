@@ -1,0 +1,242 @@
+"""DEMO-native model: FLOAT's warping auto-encoder with factor heads, a log-mel audio encoder and an FMT.
+
+:class:`DemoModel` exposes the attributes the pipeline uses on :class:`~demo_core.models.float_model.FloatModel`
+(``motion_autoencoder``, ``audio_encoder``, ``emotion_encoder`` (None: the pipeline then uses the neutral
+one-hot), ``fmt``, ``cfg.fps``, ``cfg.sampling_rate``, ``cfg.image_size``, ``device``, ``dtype``), so every
+pipeline function runs on it unchanged.
+
+The motion auto-encoder is FLOAT's :class:`~demo_core.models.motion_autoencoder.MotionAutoEncoder` with its
+motion MLP ``enc.fc`` replaced by a :class:`~demo_core.models.fcme.FactorMotionEncoder`: the coefficients
+``lam`` come from one head per factor block and address blocks of ONE jointly orthonormalised direction
+dictionary (the QR of ``dec.direction.weight`` (W, M), exactly as in FLOAT).  The decoder is FLOAT's.
+State-dict keys: ``motion_autoencoder.*`` (with ``enc.fc.heads.<factor>.*``), ``audio_encoder.*``, ``fmt.*``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import DemoInputError
+from ..motion.factors import FactorLayout, default_factor_layout, factor_basis, split_coefficients
+from .audio_encoder import AudioEncoder, AudioEncoderConfig
+from .fcme import FactorMotionEncoder, FactorMotionEncoderConfig
+from .flow_transformer import FlowTransformer, FlowTransformerConfig
+from .logmel_audio_encoder import LogMelAudioEncoder, LogMelAudioEncoderConfig
+from .motion_autoencoder import MotionAutoEncoder, MotionAutoEncoderConfig
+
+__all__ = ["DemoConfig", "DemoModel", "FactorMotionAutoEncoder", "audio_config_from_dict", "build_audio_encoder"]
+
+AudioConfig = LogMelAudioEncoderConfig | AudioEncoderConfig
+
+
+def audio_config_from_dict(d: Mapping[str, Any]) -> AudioConfig:
+    """Audio front-end config from its dict: ``kind`` ``"logmel"`` (default) or ``"wav2vec2"`` (FLOAT's encoder)."""
+    kind = d.get("kind", "logmel")
+    if kind == "logmel":
+        return LogMelAudioEncoderConfig.from_dict(d)
+    if kind == "wav2vec2":
+        return AudioEncoderConfig.from_dict({k: v for k, v in d.items() if k != "kind"})
+    raise DemoInputError(f"audio_encoder.kind must be 'logmel' or 'wav2vec2', got {kind!r}")
+
+
+def _audio_config_to_dict(cfg: AudioConfig) -> dict[str, Any]:
+    if isinstance(cfg, LogMelAudioEncoderConfig):
+        return cfg.to_dict()
+    return {"kind": "wav2vec2", **cfg.to_dict()}
+
+
+def _audio_output_dim(cfg: AudioConfig) -> int:
+    return cfg.dim_a if isinstance(cfg, LogMelAudioEncoderConfig) else cfg.dim_w
+
+
+def build_audio_encoder(cfg: AudioConfig, **kw) -> nn.Module:
+    """The audio encoder for ``cfg`` (both kinds have ``features(a, T)``, ``audio_projection`` and ``forward(a, T)``)."""
+    if isinstance(cfg, LogMelAudioEncoderConfig):
+        return LogMelAudioEncoder(cfg, **kw)
+    return AudioEncoder(cfg, **kw)
+
+
+@dataclass
+class DemoConfig:
+    """Configuration of a DEMO-native model (stored as JSON in the pack's checkpoints with ``family: "demo"``).
+
+    Attributes:
+        motion_autoencoder: image size, latent width W, channels; ``dim_m`` must equal ``factors.total``.
+        factors: factor blocks of the motion coefficients.
+        audio_encoder: audio front end (``kind`` "logmel"; "wav2vec2" builds FLOAT's encoder).
+        flow_transformer: FMT; ``dim_w`` = W, ``dim_a`` = audio output width (may differ from W), ``dim_e`` = 7.
+        fps: native video frame rate.
+        sampling_rate: audio rate (Hz).
+        vae: the factor heads predict a Gaussian posterior (mean + log-variance).
+        head_hidden: hidden width of each factor head.
+        head_depth: hidden layers per factor head.
+    """
+
+    motion_autoencoder: MotionAutoEncoderConfig = field(default_factory=MotionAutoEncoderConfig)
+    factors: FactorLayout = field(default_factory=default_factor_layout)
+    audio_encoder: AudioConfig = field(default_factory=LogMelAudioEncoderConfig)
+    flow_transformer: FlowTransformerConfig = field(
+        default_factory=lambda: FlowTransformerConfig(dim_a=LogMelAudioEncoderConfig().dim_a)
+    )
+    fps: float = 25.0
+    sampling_rate: int = 16000
+    vae: bool = False
+    head_hidden: int = 128
+    head_depth: int = 2
+
+    def __post_init__(self) -> None:
+        mae, fmt = self.motion_autoencoder, self.flow_transformer
+        if mae.dim_m != self.factors.total:
+            raise DemoInputError(
+                f"DemoConfig: motion_autoencoder.dim_m ({mae.dim_m}) must equal the factor layout total ({self.factors.total})"
+            )
+        if fmt.dim_w != mae.dim_w:
+            raise DemoInputError(f"DemoConfig: flow_transformer.dim_w ({fmt.dim_w}) must equal motion_autoencoder.dim_w ({mae.dim_w})")
+        if fmt.dim_a != _audio_output_dim(self.audio_encoder):
+            raise DemoInputError(
+                f"DemoConfig: flow_transformer.dim_a ({fmt.dim_a}) must equal the audio encoder output width "
+                f"({_audio_output_dim(self.audio_encoder)})"
+            )
+        a = self.audio_encoder
+        if float(a.fps) != float(self.fps) or int(a.sampling_rate) != int(self.sampling_rate):
+            raise DemoInputError(
+                f"DemoConfig: audio encoder fps/sampling_rate ({a.fps}, {a.sampling_rate}) must equal the model's "
+                f"({self.fps}, {self.sampling_rate})"
+            )
+
+    @property
+    def image_size(self) -> int:
+        return self.motion_autoencoder.size
+
+    def motion_encoder_config(self) -> FactorMotionEncoderConfig:
+        """The :class:`FactorMotionEncoderConfig` of the factor heads."""
+        return FactorMotionEncoderConfig(dim_w=self.motion_autoencoder.dim_w, layout=self.factors,
+                                         hidden=self.head_hidden, depth=self.head_depth, vae=self.vae)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": "demo",
+            "motion_autoencoder": self.motion_autoencoder.to_dict(),
+            "factors": self.factors.to_dict(),
+            "audio_encoder": _audio_config_to_dict(self.audio_encoder),
+            "flow_transformer": self.flow_transformer.to_dict(),
+            "fps": self.fps,
+            "sampling_rate": self.sampling_rate,
+            "vae": self.vae,
+            "head_hidden": self.head_hidden,
+            "head_depth": self.head_depth,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "DemoConfig":
+        """Inverse of :meth:`to_dict`; missing sections take their defaults (``dim_m`` = the layout total, FMT
+        ``dim_w``/``dim_a`` = the auto-encoder's and audio encoder's widths)."""
+        if d.get("family", "demo") != "demo":
+            raise DemoInputError(f"DemoConfig.from_dict: family must be 'demo', got {d.get('family')!r}")
+        factors = FactorLayout.from_dict(d["factors"]) if "factors" in d else default_factor_layout()
+        mae = MotionAutoEncoderConfig.from_dict({"dim_m": factors.total, **d.get("motion_autoencoder", {})})
+        audio = audio_config_from_dict(d.get("audio_encoder", {}))
+        fmt = {"dim_w": mae.dim_w, "dim_a": _audio_output_dim(audio), **d.get("flow_transformer", {})}
+        return cls(
+            motion_autoencoder=mae,
+            factors=factors,
+            audio_encoder=audio,
+            flow_transformer=FlowTransformerConfig.from_dict(fmt),
+            fps=float(d.get("fps", 25.0)),
+            sampling_rate=int(d.get("sampling_rate", 16000)),
+            vae=bool(d.get("vae", False)),
+            head_hidden=int(d.get("head_hidden", 128)),
+            head_depth=int(d.get("head_depth", 2)),
+        )
+
+
+class FactorMotionAutoEncoder(MotionAutoEncoder):
+    """FLOAT's motion auto-encoder whose ``enc.fc`` is a :class:`FactorMotionEncoder` (decoder unchanged).
+
+    :meth:`encode` returns ``(h, lam, feats)`` with ``lam`` the posterior mean of the factor heads, so every
+    FLOAT-style caller works; :meth:`encode_posterior` also returns the log-variances for training.
+
+    Args:
+        cfg: shape configuration (``dim_m`` = ``encoder_cfg.layout.total``).
+        encoder_cfg: factor-head configuration.
+        device: parameter device.
+        dtype: parameter dtype.
+    """
+
+    def __init__(self, cfg: MotionAutoEncoderConfig, encoder_cfg: FactorMotionEncoderConfig, *, device=None,
+                 dtype=None) -> None:
+        if cfg.dim_m != encoder_cfg.layout.total or cfg.dim_w != encoder_cfg.dim_w:
+            raise DemoInputError(
+                f"FactorMotionAutoEncoder: dim_m/dim_w ({cfg.dim_m}, {cfg.dim_w}) must match the factor heads "
+                f"({encoder_cfg.layout.total}, {encoder_cfg.dim_w})"
+            )
+        super().__init__(cfg, device=device, dtype=dtype)
+        self.enc.fc = FactorMotionEncoder(encoder_cfg, device=device, dtype=dtype)
+        self.layout = encoder_cfg.layout
+
+    def encode_posterior(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor | None, list[Tensor]]:
+        """Encode portraits with the posterior of the factor heads.
+
+        Args:
+            image: (B, 3, S, S) in [-1, 1].
+
+        Returns:
+            h (B, W), mean (B, M), logvar (B, M) or None, feats (low → high resolution).
+        """
+        s = self.cfg.size
+        if image.ndim != 4 or tuple(image.shape[1:]) != (3, s, s):
+            raise DemoInputError(f"image: expected shape (B, 3, {s}, {s}), got {tuple(image.shape)}")
+        outs = self.enc.net_app(image)
+        h = outs[-1].flatten(1)  # (B, W)
+        mean, logvar = self.enc.fc.posterior(h)
+        return h, mean, logvar, outs[-3::-1]
+
+    def factor_coefficients(self, lam: Tensor) -> dict[str, Tensor]:
+        """``(..., M)`` → block name → ``(..., k)``."""
+        return split_coefficients(lam, self.layout)
+
+    def factor_basis(self) -> dict[str, Tensor]:
+        """Block name → ``(W, k)`` columns of the orthonormal dictionary."""
+        return factor_basis(self.directions(), self.layout)
+
+
+class DemoModel(nn.Module):
+    """The DEMO-native talking-portrait model.
+
+    Args:
+        cfg: the model configuration.
+        device: where to allocate parameters (``"meta"`` gives shapes only).
+        dtype: parameter dtype.
+
+    Example:
+        .. code-block:: python
+
+            model = DemoModel(DemoConfig())
+            h, lam, feats = model.motion_autoencoder.encode(image)          # lam: (B, 20) in layout order
+            wa = model.audio_encoder(normalize_waveform(wave)[None], 50)    # (1, 50, dim_a)
+    """
+
+    def __init__(self, cfg: DemoConfig, *, device=None, dtype=None):
+        super().__init__()
+        self.cfg = cfg
+        kw = {"device": device, "dtype": dtype}
+        self.motion_autoencoder = FactorMotionAutoEncoder(cfg.motion_autoencoder, cfg.motion_encoder_config(), **kw)
+        self.audio_encoder = build_audio_encoder(cfg.audio_encoder, **kw)
+        self.emotion_encoder = None
+        self.fmt = FlowTransformer(cfg.flow_transformer, **kw)
+
+    @property
+    def layout(self) -> FactorLayout:
+        return self.cfg.factors
+
+    @property
+    def device(self) -> torch.device:
+        return self.fmt.x_embedder.proj.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.fmt.x_embedder.proj.weight.dtype

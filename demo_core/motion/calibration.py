@@ -1,0 +1,207 @@
+"""Calibrate a FLOAT-family motion dictionary: which directions move the head, the lips, the eyes.
+
+1. :func:`~demo_core.motion.direction_responses.measure_directions` renders ``rest ± ε·q_i`` for every
+   direction and measures rigid head motion (a similarity fit of the decoder's 64×64 flow over the head) and
+   the non-rigid residual in the mouth and eye regions, from flow and optionally from pixels.
+2. :func:`score_directions` turns that into per-direction scores over ``(pose, lip, eyes, other)``.
+3. :func:`assign_directions` puts each direction in a block (``pose``, ``lip``, ``eyes`` = gaze or blink,
+   ``residual``).
+4. :func:`block_rotations` rotates coordinates within blocks: pose so that ``c0`` moves the face
+   horizontally (yaw-like), ``c1`` vertically (pitch-like), ``c2`` rotates it in the image plane (roll),
+   ``c3`` scales it (image-space signs: + = right, down, clockwise on screen, larger); lip and eyes by PCA of
+   their residual flow (largest motion first).
+
+The result is a :class:`~demo_core.motion.factor_sidecar.FactorCalibration` (layout + rotation R, factor
+coordinates ``c = λ @ R``), saved next to the checkpoint by
+:func:`~demo_core.motion.factor_sidecar.save_factor_calibration`.  Calibrated blocks have no semantic axes:
+their coordinates are in dictionary units (keyframe tracks ``pose.c0``, not ``pose.yaw``).
+
+The core takes a generic ``render_fn(latents (N, W)) -> (images (N, C, H, W) or None, flow (N, h, w, 2))``;
+:func:`calibrate_autoencoder` wraps a :class:`~demo_core.models.motion_autoencoder.MotionAutoEncoder`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+
+import torch
+from torch import Tensor
+
+from ..errors import DemoInputError
+from .direction_responses import (
+    DirectionResponses,
+    FaceRegions,
+    RenderFn,
+    face_regions,
+    fit_similarity,
+    measure_directions,
+    region_masks,
+)
+from .factor_sidecar import SCORE_CATEGORIES, FactorCalibration, calibration_from_directions
+
+__all__ = ["FaceRegions", "DirectionResponses", "face_regions", "region_masks", "fit_similarity",
+           "measure_directions", "score_directions", "assign_directions", "block_rotations",
+           "calibrate_factors", "calibrate_autoencoder"]
+
+_FACTOR_OF = {"pose": "pose", "lip": "lip", "eyes": "eyes", "other": "residual"}
+_BLOCK_ORDER = ("lip", "pose", "eyes", "residual")
+
+
+def score_directions(responses: DirectionResponses, *, image_weight: float = 0.5, min_energy: float = 0.01) -> Tensor:
+    """Per-direction scores (M, 4) over (pose, lip, eyes, other): each row sums to 1.
+
+    Flow and image energies are turned into fractions of the direction's total and averaged, weighted by
+    ``image_weight`` on images and by how strong the direction is in each (its total over the strongest
+    direction's), so a direction that changes only pixels (no flow) is judged by its pixels.  A direction
+    below ``min_energy`` × the strongest in both scores ``other``.
+    """
+    if not 0 <= image_weight <= 1:
+        raise DemoInputError(f"image_weight: expected a number in [0, 1], got {image_weight!r}")
+
+    def fractions(e: Tensor) -> tuple[Tensor, Tensor]:
+        total = e.sum(dim=1)
+        strength = total / total.max().clamp_min(1e-300)
+        return e / total.clamp_min(1e-300)[:, None], strength
+
+    frac, strength = fractions(responses.flow_energy)
+    if responses.image_energy is not None and image_weight > 0:
+        frac_i, strength_i = fractions(responses.image_energy)
+        w_f, w_i = (1 - image_weight) * strength[:, None], image_weight * strength_i[:, None]
+        frac = (w_f * frac + w_i * frac_i) / (w_f + w_i).clamp_min(1e-300)
+        strength = torch.maximum(strength, strength_i)
+    other = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=frac.dtype, device=frac.device)
+    return torch.where((strength < min_energy)[:, None], other, frac)
+
+
+def assign_directions(scores: Tensor, *, sizes: Mapping[str, int] | None = None) -> dict[str, list[int]]:
+    """Directions per block, strongest first: ``{"lip": [...], "pose": [...], "eyes": [...], "residual": [...]}``.
+
+    Without ``sizes`` each direction goes to its best category (``other`` → ``residual``).  With ``sizes``
+    (e.g. ``{"pose": 6, "lip": 6, "eyes": 3}``) the best (direction, block) pairs are taken greedily until
+    each block is full; the rest is ``residual``.  Empty blocks are left out.
+    """
+    M = scores.shape[0]
+    if sizes is None:
+        best = scores.argmax(dim=1)
+        chosen = {i: SCORE_CATEGORIES[int(best[i])] for i in range(M)}
+    else:
+        want = {}
+        for key, n in sizes.items():
+            if key not in ("pose", "lip", "eyes"):
+                raise DemoInputError(f"sizes: unknown block {key!r} (expected 'pose', 'lip', 'eyes')")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise DemoInputError(f"sizes: {key!r} must be an integer >= 0, got {n!r}")
+            want[key] = n
+        if sum(want.values()) > M:
+            raise DemoInputError(f"sizes: {sum(want.values())} directions asked for, the dictionary has {M}")
+        chosen = {}
+        pairs = sorted(((float(scores[i, c]), i, cat) for i in range(M) for c, cat in enumerate(SCORE_CATEGORIES)
+                        if cat in want), reverse=True)
+        for _, i, cat in pairs:
+            if i not in chosen and sum(v == cat for v in chosen.values()) < want[cat]:
+                chosen[i] = cat
+        chosen.update({i: "other" for i in range(M) if i not in chosen})
+    out: dict[str, list[int]] = {}
+    for block in _BLOCK_ORDER:
+        members = [i for i in range(M) if _FACTOR_OF[chosen[i]] == block]
+        if block != "residual":
+            cat = SCORE_CATEGORIES.index(next(c for c, f in _FACTOR_OF.items() if f == block))
+            members.sort(key=lambda i: -float(scores[i, cat]))
+        if members:
+            out[block] = members
+    return out
+
+
+def _fix_signs(U: Tensor) -> Tensor:
+    """Flip columns so that each column's largest-magnitude entry is positive."""
+    idx = U.abs().argmax(dim=0)
+    signs = torch.sign(U[idx, torch.arange(U.shape[1])])
+    return U * torch.where(signs == 0, torch.ones_like(signs), signs)
+
+
+def _pca_rotation(G: Tensor) -> Tensor:
+    """(n, n) orthogonal: left singular vectors of the responses G (n, P), largest first."""
+    U = torch.linalg.svd(G, full_matrices=True)[0]
+    return _fix_signs(U[:, : G.shape[0]])
+
+
+def _ordered_rotation(features: Tensor, G: Tensor) -> Tensor:
+    """Coordinate j maximises response ``features[:, j]`` in what earlier coordinates left; then PCA of G."""
+    n = features.shape[0]
+    cols: list[Tensor] = []
+    tol = 1e-3 * float(features.norm()) + 1e-300
+    for c in range(features.shape[1]):
+        v = features[:, c].clone()
+        for u in cols:
+            v = v - (u @ v) * u
+        if float(v.norm()) > tol and len(cols) < n:
+            cols.append(v / v.norm())
+    U1 = torch.stack(cols, 1) if cols else features.new_zeros(n, 0)  # (n, r)
+    if U1.shape[1] == n:
+        return U1
+    complement = torch.linalg.svd(torch.eye(n, dtype=G.dtype) - U1 @ U1.T)[0][:, : n - U1.shape[1]]  # (n, n−r)
+    return torch.cat([U1, complement @ _pca_rotation(complement.T @ G)], dim=1)
+
+
+def block_rotations(directions: Mapping[str, list[int]], responses: DirectionResponses) -> dict[str, Tensor]:
+    """Within-block rotations: pose ordered (dx, dy, rotation, scale), lip and eyes by PCA; residual kept."""
+    out = {}
+    for block, idx in directions.items():
+        i = torch.tensor(idx)
+        if block == "pose":
+            out[block] = _ordered_rotation(responses.motion[i], responses.head_flow[i])
+        elif block == "lip":
+            out[block] = _pca_rotation(responses.mouth_flow[i])
+        elif block == "eyes":
+            out[block] = _pca_rotation(responses.eye_flow[i])
+    return out
+
+
+def calibrate_factors(
+    render_fn: RenderFn,
+    rest_latent: Tensor,
+    Q: Tensor,
+    *,
+    epsilon: float | Tensor = 0.5,
+    regions: FaceRegions | None = None,
+    sizes: Mapping[str, int] | None = None,
+    rotate: bool = True,
+    image_weight: float = 0.5,
+    min_energy: float = 0.01,
+    batch_size: int = 8,
+) -> FactorCalibration:
+    """Measure, score, assign and rotate: the whole calibration (see the module docstring).
+
+    Returns:
+        A :class:`FactorCalibration` with source ``"measured"``, its scores and settings.
+    """
+    regions = regions or face_regions()
+    responses = measure_directions(render_fn, rest_latent, Q, epsilon=epsilon, regions=regions,
+                                   batch_size=batch_size)
+    scores = score_directions(responses, image_weight=image_weight, min_energy=min_energy)
+    directions = assign_directions(scores, sizes=sizes)
+    rotations = block_rotations(directions, responses) if rotate else None
+    settings = {"epsilon": responses.epsilon.tolist(), "regions": asdict(regions), "sizes": dict(sizes or {}),
+                "rotate": bool(rotate), "image_weight": image_weight, "min_energy": min_energy}
+    return calibration_from_directions(directions, Q.shape[1], block_rotations=rotations, source="measured",
+                                       scores=scores, settings=settings, name="assignment")
+
+
+def calibrate_autoencoder(autoencoder, h_source: Tensor, feats: list[Tensor], source_motion: Tensor,
+                          **kwargs) -> FactorCalibration:
+    """:func:`calibrate_factors` for a ``MotionAutoEncoder`` and one encoded portrait.
+
+    Args:
+        autoencoder: the motion auto-encoder (its ``render(..., return_flow=True)`` gives the 64×64 grid).
+        h_source: (1, W) appearance code; feats: its encoder features (1, C, r, r) low → high;
+        source_motion: (1, W) the portrait's own motion latent (rest = ``h_source + source_motion``).
+        **kwargs: options of :func:`calibrate_factors`.
+    """
+    feats_1 = [f[:1] for f in feats]
+
+    def render_fn(latents: Tensor):
+        return autoencoder.render(latents, feats_1, return_flow=True)
+
+    rest = (h_source.reshape(-1, h_source.shape[-1])[0] + source_motion.reshape(-1, source_motion.shape[-1])[0])
+    return calibrate_factors(render_fn, rest, autoencoder.directions().detach(), **kwargs)

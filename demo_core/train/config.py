@@ -1,0 +1,195 @@
+"""Training configuration: one JSON file with four sections.
+
+.. code-block:: json
+
+    {
+      "model":  { ... DemoConfig.to_dict() ... },
+      "data":   {"root": "data/synthetic/train", "cache_dir": null, "crop": "center", "max_clips": null},
+      "stage1": {"steps": 3000, "batch": 8, "frames": 4, "lr": 0.0002, ...},
+      "stage2": {"steps": 4000, "batch": 16, "lr": 0.0002, ...}
+    }
+
+Every key is optional; missing keys take the defaults documented on the dataclasses below.  ``model`` is a
+:class:`~demo_core.models.demo_model.DemoConfig` dict (``family: "demo"``); ``stage1.weights`` and
+``stage2`` keys are listed on :class:`Stage1Config` / :class:`Stage2Config`.  Unknown keys raise, so a typo
+is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import DemoInputError
+from ..models.demo_model import DemoConfig
+
+__all__ = ["DataConfig", "Stage1Weights", "Stage1Config", "Stage2Config", "TrainConfig", "load_train_config"]
+
+
+def _from_dict(cls, d: Mapping[str, Any], where: str):
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise DemoInputError(f"training config [{where}]: unknown keys {unknown}; allowed: {sorted(names)}")
+    return cls(**d)
+
+
+@dataclass
+class DataConfig:
+    """Where the clips are and how they are prepared.
+
+    Attributes:
+        root: folder searched recursively for videos (``.mp4 .mov .mkv .avi .webm``); a ``<stem>.labels.npz``
+            beside a video adds per-frame labels, ``<stem>.wav`` / ``<stem>.frames.npy`` replace the decoded
+            audio / frames when present (the synthetic benchmark writes them).
+        cache_dir: decoded clips are cached here as ``.npz`` (default: ``<out>/cache``).
+        crop: ``"center"`` (largest centred square), ``"auto"`` (face box of the first frame, fixed for the
+            clip) or ``"none"`` (whole frame resized).
+        max_clips: use at most this many clips (sorted by path); None = all.
+        min_frames: clips with fewer frames at the model fps are skipped.
+    """
+
+    root: str = ""
+    cache_dir: str | None = None
+    crop: str = "center"
+    max_clips: int | None = None
+    min_frames: int = 8
+
+    def __post_init__(self) -> None:
+        if self.crop not in ("center", "auto", "none"):
+            raise DemoInputError(f"data.crop must be 'center', 'auto' or 'none', got {self.crop!r}")
+
+
+@dataclass
+class Stage1Weights:
+    """Loss weights of stage 1 (0 switches a term off)."""
+
+    recon_l1: float = 1.0  # multi-scale L1
+    recon_ssim: float = 1.0  # multi-scale DSSIM
+    lip_nce: float = 0.1  # audio-visual InfoNCE on the lip block
+    pose: float = 1.0  # L1 to pose labels (coefficient units)
+    gaze_nce: float = 0.05  # cosine contrastive on gaze directions
+    gaze: float = 1.0  # L1 to gaze labels
+    blink: float = 1.0  # L1 to blink labels
+    decorrelation: float = 0.05  # cross-block correlation penalty
+    kl: float = 1e-4  # VAE KL (only with model.vae)
+    adversarial: float = 0.0  # generator adversarial loss (needs an adversarial hook; off by default)
+
+
+@dataclass
+class _Common:
+    """Fields shared by both stages."""
+
+    steps: int = 1000  # optimiser steps
+    batch: int = 8  # GLOBAL batch (split over processes under torchrun)
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    warmup_steps: int = 100  # linear warm-up from 0
+    lr_decay: str = "cosine"  # "cosine" (to 10% at the last step) or "none"
+    grad_clip: float = 1.0  # global grad-norm clip (0 = off)
+    log_every: int = 10
+    ckpt_every: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    device: str = "cpu"  # "cpu", "cuda" (under torchrun: cuda:LOCAL_RANK)
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        if self.steps < 1 or self.batch < 1 or self.lr <= 0:
+            raise DemoInputError(f"steps, batch and lr must be positive, got {self.steps}, {self.batch}, {self.lr}")
+        if self.lr_decay not in ("cosine", "none"):
+            raise DemoInputError(f"lr_decay must be 'cosine' or 'none', got {self.lr_decay!r}")
+
+
+@dataclass
+class Stage1Config(_Common):
+    """Stage 1: motion auto-encoder + factor heads + log-mel audio features.
+
+    Attributes:
+        frames: consecutive driving frames per sample (all rendered from one source frame of the clip).
+        contrast_group: samples per group for the batch-statistics losses (InfoNCE, gaze contrastive,
+            decorrelation); the per-process batch must be a multiple of it, which makes the result
+            independent of the number of processes.
+        nce_temperature: τ of the lip InfoNCE.
+        gaze_temperature: τ of the gaze contrastive loss.
+        nce_dim: width of the training-only InfoNCE projection heads.
+        scales: average-pooling factors of the multi-scale reconstruction loss.
+        weights: loss weights.
+    """
+
+    frames: int = 4
+    contrast_group: int = 8
+    nce_temperature: float = 0.1
+    gaze_temperature: float = 0.05
+    nce_dim: int = 64
+    scales: tuple[int, ...] = (1, 2, 4)
+    weights: Stage1Weights = field(default_factory=Stage1Weights)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.weights, Mapping):
+            self.weights = _from_dict(Stage1Weights, self.weights, "stage1.weights")
+        self.scales = tuple(int(s) for s in self.scales)
+        if self.frames < 1 or self.contrast_group < 1:
+            raise DemoInputError("stage1.frames and stage1.contrast_group must be >= 1")
+
+
+@dataclass
+class Stage2Config(_Common):
+    """Stage 2: flow matching on the frozen stage-1 motion latents.
+
+    Attributes:
+        p_drop_audio: probability of zeroing ``wa`` (classifier-free guidance on audio).
+        p_drop_emotion: probability of zeroing ``we``.
+        p_drop_reference: probability of zeroing ``wr`` (inference never drops it; regulariser only).
+        p_first_window: probability of a first window (prefix and prefix audio zero, window at the clip start).
+        ot_coupling: pair noise and data by minibatch OT.
+        train_audio_projection: also train the audio encoder's ``audio_projection`` (its features stay frozen).
+    """
+
+    batch: int = 16
+    p_drop_audio: float = 0.1
+    p_drop_emotion: float = 0.1
+    p_drop_reference: float = 0.0
+    p_first_window: float = 0.2
+    ot_coupling: bool = True
+    train_audio_projection: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration (see the module doc for the JSON layout)."""
+
+    model: DemoConfig = field(default_factory=DemoConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+
+    def to_dict(self) -> dict[str, Any]:
+        s1 = asdict(self.stage1)
+        return {"model": self.model.to_dict(), "data": asdict(self.data), "stage1": s1, "stage2": asdict(self.stage2)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        unknown = sorted(set(d) - {"model", "data", "stage1", "stage2", "comment"})
+        if unknown:
+            raise DemoInputError(f"training config: unknown sections {unknown}")
+        return cls(
+            model=DemoConfig.from_dict(d.get("model", {})),
+            data=_from_dict(DataConfig, d.get("data", {}), "data"),
+            stage1=_from_dict(Stage1Config, d.get("stage1", {}), "stage1"),
+            stage2=_from_dict(Stage2Config, d.get("stage2", {}), "stage2"),
+        )
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a JSON training config (keys documented in this module)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DemoInputError(f"training config {path}: cannot be read as JSON ({exc})") from None
+    return TrainConfig.from_dict(data)

@@ -1,0 +1,314 @@
+"""Training data: a folder of talking-head clips, stage-1 samples and stage-2 latent windows.
+
+* :class:`ClipStore` decodes every clip once (:func:`~demo_core.train.video.decode_clip`) and caches it as
+  ``.npz`` (frames uint8, normalised audio, labels), keyed by the file, its size/mtime and the settings.
+* Stage 1: :func:`sample_stage1_picks` draws (clip, source frame, first driving frame) for the GLOBAL batch
+  from an explicit generator; :func:`build_stage1_batch` turns picks into tensors: source frame, ``F``
+  consecutive driving frames, the audio segment around them (with enough context that its features equal
+  the full-clip features), label targets in coefficient units, a photometric second view for the gaze
+  contrastive loss where there are no gaze labels, and the VAE noise.
+* Stage 2: :func:`encode_stage2_cache` encodes every frame with the frozen stage-1 model (posterior means)
+  and the audio features of every clip; :func:`sample_stage2_batch` cuts prefix + window pairs from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import DemoInputError
+from ..motion.factors import FactorLayout
+from .losses import condition_keep_mask
+from .video import LABEL_NAMES, VIDEO_SUFFIXES, Clip, decode_clip
+
+__all__ = ["ClipStore", "Stage1Batch", "supervised_axes", "sample_stage1_picks", "build_stage1_batch",
+           "Stage2Cache", "encode_stage2_cache", "Stage2Batch", "sample_stage2_batch", "slice_batch"]
+
+_CACHE_VERSION = "clip-v1"
+
+
+def _atomic_savez(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name, suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ClipStore:
+    """Decoded clips held in memory.
+
+    Args:
+        clips: the clips.
+    """
+
+    def __init__(self, clips: list[Clip]):
+        if not clips:
+            raise DemoInputError("ClipStore: no usable clips")
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    @staticmethod
+    def list_videos(root: str | Path) -> list[Path]:
+        root = Path(root)
+        if not root.is_dir():
+            raise DemoInputError(f"data.root: {root} is not a folder")
+        return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+
+    @classmethod
+    def from_folder(cls, root: str | Path, *, size: int, fps: float, sampling_rate: int, crop: str = "center",
+                    cache_dir: str | Path | None = None, max_clips: int | None = None, min_frames: int = 8,
+                    log: Callable[[str], None] | None = None) -> "ClipStore":
+        """Decode (or read from the cache) every video under ``root``; clips shorter than ``min_frames`` are skipped."""
+        videos = cls.list_videos(root)[: max_clips or None]
+        if not videos:
+            raise DemoInputError(f"data.root: no videos ({', '.join(VIDEO_SUFFIXES)}) under {root}")
+        clips = []
+        for path in videos:
+            clip = cls._load_cached(path, size, fps, sampling_rate, crop, cache_dir)
+            if clip.num_frames >= min_frames:
+                clips.append(clip)
+            elif log is not None:
+                log(f"skipping {path.name}: {clip.num_frames} frames < min_frames {min_frames}")
+        return cls(clips)
+
+    @staticmethod
+    def _load_cached(path: Path, size, fps, sampling_rate, crop, cache_dir) -> Clip:
+        if cache_dir is None:
+            return decode_clip(path, size=size, fps=fps, sampling_rate=sampling_rate, crop=crop)
+        st = path.stat()
+        key = f"{_CACHE_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{size}|{fps}|{sampling_rate}|{crop}"
+        for side in (".labels.npz", ".wav", ".frames.npy"):
+            sidecar = Path(f"{path.with_suffix('')}{side}")
+            if sidecar.is_file():
+                key += f"|{side}:{sidecar.stat().st_mtime_ns}"
+        cached = Path(cache_dir) / f"{path.stem}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+        if cached.is_file():
+            with np.load(cached, allow_pickle=False) as z:
+                labels = {k[len("label_"):]: z[k] for k in z.files if k.startswith("label_")}
+                return Clip(name=path.stem, frames=z["frames"], audio=z["audio"], labels=labels)
+        clip = decode_clip(path, size=size, fps=fps, sampling_rate=sampling_rate, crop=crop)
+        _atomic_savez(cached, frames=clip.frames, audio=clip.audio, **{f"label_{k}": v for k, v in clip.labels.items()})
+        return clip
+
+
+def _to_model_frames(frames: np.ndarray) -> Tensor:
+    """(..., S, S, 3) uint8 → (..., 3, S, S) float32 in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(127.5).sub_(1.0)
+    return x.movedim(-1, -3)
+
+
+def slice_batch(batch, start: int, stop: int):
+    """Rows ``start:stop`` of every batched field of a stage-1/stage-2 batch dataclass (lists are sliced too)."""
+    out = {}
+    for f in fields(batch):
+        v = getattr(batch, f.name)
+        out[f.name] = v[start:stop] if isinstance(v, (Tensor, list)) else v
+    return type(batch)(**out)
+
+
+# ---------------------------------------------------------------------------------------------- stage 1
+
+
+def supervised_axes(layout: FactorLayout) -> list[tuple[int, str, str, str]]:
+    """Semantic axes that a label can supervise: ``(coefficient index, block, axis, label name)``.
+
+    The label of axis ``a`` of block ``b`` is ``"{b}_{a}"``, else ``a``, else ``b`` for a one-axis block,
+    whichever is a known label name (pose yaw → ``yaw``, gaze x → ``gaze_x``, blink closure → ``blink``).
+    """
+    out = []
+    for block, s in zip(layout.blocks, layout.slices().values()):
+        for i, axis in enumerate(block.axes):
+            for cand in (f"{block.name}_{axis}", axis, block.name if len(block.axes) == 1 else None):
+                if cand in LABEL_NAMES:
+                    out.append((s.start + i, block.name, axis, cand))
+                    break
+    return out
+
+
+@dataclass
+class Stage1Batch:
+    """One stage-1 (per-process) batch; b samples, F driving frames, K supervised axes, M coefficients."""
+
+    source: Tensor  # (b, 3, S, S)
+    driving: Tensor  # (b, F, 3, S, S)
+    audio: list  # b normalised waveform segments (n_i,)
+    audio_frames: list  # b frame counts of the segments
+    audio_offset: list  # b indices of the first driving frame inside its segment
+    targets: Tensor  # (b, F, K) label targets in coefficient units
+    target_mask: Tensor  # (b, F, K) bool
+    gaze_view: Tensor  # (b, F, 3, S, S) photometrically jittered driving frames
+    gaze_view_mask: Tensor  # (b,) bool: sample has no gaze labels → use the second view
+    eps: Tensor  # (b, 1 + F, M) VAE noise (source first)
+
+    def to(self, device) -> "Stage1Batch":
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k, v in kw.items():
+            if isinstance(v, Tensor):
+                kw[k] = v.to(device)
+            elif k == "audio":
+                kw[k] = [a.to(device) for a in v]
+        return Stage1Batch(**kw)
+
+
+def sample_stage1_picks(store: ClipStore, batch: int, frames: int, generator: torch.Generator) -> Tensor:
+    """(batch, 3) int64 rows ``(clip, source frame, first driving frame)`` drawn uniformly."""
+    clip = torch.randint(len(store), (batch,), generator=generator)
+    u_src, u_start = torch.rand(batch, generator=generator), torch.rand(batch, generator=generator)
+    rows = []
+    for i in range(batch):
+        T = store.clips[int(clip[i])].num_frames
+        rows.append((int(clip[i]), min(int(u_src[i] * T), T - 1), min(int(u_start[i] * max(T - frames + 1, 1)), max(T - frames, 0))))
+    return torch.tensor(rows, dtype=torch.int64)
+
+
+def _jitter(frames: Tensor, params: Tensor) -> Tensor:
+    """Photometric jitter (gaze-preserving): (F, 3, S, S) in [-1, 1], params (5,) uniform in [0, 1)."""
+    gain = 0.8 + 0.4 * params[0:3]  # per-channel colour gain
+    contrast, bright = 0.7 + 0.6 * params[3], 0.4 * (params[4] - 0.5)
+    mean = frames.mean(dim=(-3, -2, -1), keepdim=True)
+    return ((frames - mean) * contrast + mean + bright).mul(gain.view(1, 3, 1, 1)).clamp(-1.0, 1.0)
+
+
+def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: FactorLayout, context: int,
+                       fps: float, sampling_rate: int, jitter: Tensor, eps: Tensor) -> Stage1Batch:
+    """Tensors for the given picks.
+
+    Args:
+        store: the clips.
+        picks: (b, 3) rows of :func:`sample_stage1_picks`.
+        frames: F driving frames per sample.
+        layout: factor layout (decides the supervised axes).
+        context: audio context in frames each side (the audio encoder's ``context_frames``).
+        fps, sampling_rate: model rates.
+        jitter: (b, 5) uniform numbers for the gaze second view.
+        eps: (b, 1 + F, M) VAE noise.
+    """
+    axes = supervised_axes(layout)
+    spf = sampling_rate / fps
+    src, drv, audio, a_frames, a_off, tgt, msk, gaze_mask = [], [], [], [], [], [], [], []
+    for c, s, k0 in picks.tolist():
+        clip = store.clips[c]
+        T = clip.num_frames
+        idx = np.minimum(np.arange(k0, k0 + frames), T - 1)  # short clips repeat their last frame
+        src.append(_to_model_frames(clip.frames[s]))
+        drv.append(_to_model_frames(clip.frames[idx]))
+        s0, s1 = max(0, k0 - context), min(T, k0 + frames + context)
+        audio.append(torch.from_numpy(clip.audio[int(round(s0 * spf)): int(round(s1 * spf))].copy()))
+        a_frames.append(s1 - s0)
+        a_off.append(k0 - s0)
+        t = torch.zeros(frames, len(axes))
+        m = torch.zeros(frames, len(axes), dtype=torch.bool)
+        for j, (_, block, axis, label) in enumerate(axes):
+            if label in clip.labels:
+                t[:, j] = torch.as_tensor(layout.block(block).axis_coefficient(axis, clip.labels[label][idx]))
+                m[:, j] = True
+        tgt.append(t)
+        msk.append(m)
+        gaze_mask.append(not all(n in clip.labels for n in ("gaze_x", "gaze_y")))
+    driving = torch.stack(drv)  # (b, F, 3, S, S)
+    view = torch.stack([_jitter(d, p) if g else d for d, p, g in zip(driving, jitter, gaze_mask)])
+    return Stage1Batch(source=torch.stack(src), driving=driving, audio=audio, audio_frames=a_frames,
+                       audio_offset=a_off, targets=torch.stack(tgt), target_mask=torch.stack(msk), gaze_view=view,
+                       gaze_view_mask=torch.tensor(gaze_mask), eps=eps)
+
+
+# ---------------------------------------------------------------------------------------------- stage 2
+
+
+@dataclass
+class Stage2Cache:
+    """Per clip: posterior-mean coefficients (T, M) and audio features (T, D_f) of the frozen stage-1 model."""
+
+    lam: list
+    feats: list
+
+
+@torch.no_grad()
+def encode_stage2_cache(model, store: ClipStore, *, device, chunk: int = 64) -> Stage2Cache:
+    """Encode every frame and the audio of every clip with the (frozen) stage-1 ``DemoModel``."""
+    mae, audio_encoder = model.motion_autoencoder, model.audio_encoder
+    lams, feats = [], []
+    for clip in store.clips:
+        rows = []
+        for i in range(0, clip.num_frames, chunk):
+            x = _to_model_frames(clip.frames[i:i + chunk]).to(device=device, dtype=model.dtype)
+            rows.append(mae.encode(x)[1].float().cpu())
+        lams.append(torch.cat(rows))  # (T, M)
+        a = torch.from_numpy(clip.audio)[None].to(device=device, dtype=model.dtype)
+        feats.append(audio_encoder.features(a, clip.num_frames)[0].float().cpu())  # (T, D_f)
+    return Stage2Cache(lam=lams, feats=feats)
+
+
+@dataclass
+class Stage2Batch:
+    """One stage-2 batch (global before sharding): B windows of L frames with a P-frame prefix."""
+
+    x_0: Tensor  # (B, L, W) noise
+    x_1: Tensor  # (B, L, W) motion latents of the window
+    prev_x: Tensor  # (B, P, W) prefix latents (zeros for a first window)
+    wr: Tensor  # (B, W) reference motion (a random frame of the clip)
+    feat: Tensor  # (B, L, D_f) audio features of the window
+    prev_feat: Tensor  # (B, P, D_f) audio features of the prefix
+    first: Tensor  # (B,) bool: first window (prefix and prefix audio are zero)
+    t: Tensor  # (B,) flow times
+    keep_audio: Tensor  # (B,) 1 = keep wa, 0 = dropped (CFG)
+    keep_emotion: Tensor  # (B,)
+    keep_reference: Tensor  # (B,)
+
+    def to(self, device) -> "Stage2Batch":
+        return Stage2Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def _window(x: Tensor, start: int, length: int) -> Tensor:
+    """Rows ``start … start + length − 1`` of x (T, D), repeating the last row past the end."""
+    idx = torch.clamp(torch.arange(start, start + length), max=x.shape[0] - 1)
+    return x[idx]
+
+
+def sample_stage2_batch(cache: Stage2Cache, Q: Tensor, *, batch: int, window: int, prefix: int,
+                        p_first: float, p_drop_audio: float, p_drop_emotion: float, p_drop_reference: float,
+                        generator: torch.Generator) -> Stage2Batch:
+    """Draw a global stage-2 batch on the CPU (motion latents = coefficients @ Qᵀ)."""
+    Q = Q.detach().float().cpu()
+    W = Q.shape[0]
+    clip = torch.randint(len(cache.lam), (batch,), generator=generator)
+    u = torch.rand(batch, 3, generator=generator)
+    first = torch.rand(batch, generator=generator) < p_first
+    x1, px, wr, ft, pft = [], [], [], [], []
+    for i in range(batch):
+        lam, feat = cache.lam[int(clip[i])], cache.feats[int(clip[i])]
+        T = lam.shape[0]
+        if bool(first[i]):
+            s = 0
+            px.append(torch.zeros(prefix, W))
+            pft.append(torch.zeros(prefix, feat.shape[1]))
+        else:
+            s = prefix + min(int(u[i, 0] * max(T - prefix - window + 1, 1)), max(T - prefix - window, 0))
+            px.append(_window(lam, s - prefix, prefix) @ Q.T)
+            pft.append(_window(feat, s - prefix, prefix))
+        x1.append(_window(lam, s, window) @ Q.T)  # (L, W)
+        ft.append(_window(feat, s, window))
+        wr.append(lam[min(int(u[i, 1] * T), T - 1)] @ Q.T)
+    x_1 = torch.stack(x1)
+    return Stage2Batch(
+        x_0=torch.randn(x_1.shape, generator=generator), x_1=x_1, prev_x=torch.stack(px), wr=torch.stack(wr),
+        feat=torch.stack(ft), prev_feat=torch.stack(pft), first=first, t=torch.rand(batch, generator=generator),
+        keep_audio=condition_keep_mask(batch, p_drop_audio, generator),
+        keep_emotion=condition_keep_mask(batch, p_drop_emotion, generator),
+        keep_reference=condition_keep_mask(batch, p_drop_reference, generator),
+    )

@@ -1,0 +1,175 @@
+"""Training losses of both DEMO stages, as pure functions on tensors.
+
+Stage 1 (motion auto-encoder with factor heads):
+    * :func:`reconstruction_loss` — multi-scale L1 + SSIM (kornia) between rendered and driving frames;
+    * :func:`info_nce_loss` — bidirectional audio-visual InfoNCE (lip sync; positives = same frame);
+    * :func:`masked_l1_loss` — L1 to normalised labels where present (pose, gaze, blink);
+    * :func:`gaze_direction` + :func:`info_nce_loss` on cosine similarities — the gaze contrastive loss;
+    * :func:`decorrelation_loss` — squared cross-correlation between factor blocks over the batch;
+    * :func:`gaussian_kl_loss` — KL of the VAE posterior to N(0, I).
+
+Stage 2 (flow matching on motion latents):
+    * :func:`flow_matching_loss` — conditional OT path (:class:`~demo_core.flow.paths.CondOTPath`), FMT called
+      with the prefix exactly as at inference, MSE on the window frames only;
+    * :func:`condition_keep_mask` — per-sample Bernoulli masks for classifier-free-guidance dropout.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import DemoInputError
+from ..flow.paths import CondOTPath
+
+__all__ = [
+    "reconstruction_loss",
+    "info_nce_loss",
+    "masked_l1_loss",
+    "gaze_direction",
+    "decorrelation_loss",
+    "gaussian_kl_loss",
+    "flow_matching_loss",
+    "condition_keep_mask",
+]
+
+
+def reconstruction_loss(
+    pred: Tensor, target: Tensor, *, scales: Sequence[int] = (1, 2, 4), ssim_window: int = 5,
+    l1_weight: float = 1.0, ssim_weight: float = 1.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Multi-scale L1 + SSIM reconstruction loss.
+
+    Args:
+        pred: (N, 3, S, S) rendered frames in [-1, 1].
+        target: (N, 3, S, S) true frames in [-1, 1].
+        scales: average-pooling factors; each scale contributes the mean over scales.
+        ssim_window: Gaussian window of kornia's SSIM.
+        l1_weight: weight of the L1 term.
+        ssim_weight: weight of the DSSIM term ((1 − SSIM) / 2, images mapped to [0, 1]).
+
+    Returns:
+        ``(loss, {"l1": …, "ssim": …})`` (scalars).
+    """
+    from kornia.losses import ssim_loss
+
+    if pred.shape != target.shape or pred.ndim != 4:
+        raise DemoInputError(f"reconstruction_loss: pred {tuple(pred.shape)} and target {tuple(target.shape)} must be (N, 3, S, S)")
+    l1 = pred.new_zeros(())
+    dssim = pred.new_zeros(())
+    for s in scales:
+        p = F.avg_pool2d(pred, s) if s > 1 else pred
+        t = F.avg_pool2d(target, s) if s > 1 else target
+        l1 = l1 + (p - t).abs().mean()
+        window = ssim_window if p.shape[-1] >= 2 * ssim_window else 3
+        dssim = dssim + ssim_loss((p + 1) / 2, (t + 1) / 2, window_size=window, max_val=1.0)
+    l1, dssim = l1 / len(scales), dssim / len(scales)
+    return l1_weight * l1 + ssim_weight * dssim, {"l1": l1.detach(), "ssim": dssim.detach()}
+
+
+def info_nce_loss(a: Tensor, b: Tensor, temperature: float, *, normalize: bool = True) -> Tensor:
+    r"""Bidirectional InfoNCE: row i of ``a`` and row i of ``b`` are the positive pair.
+
+    :math:`\mathcal L = \tfrac12\,[\mathrm{CE}(a b^\top / \tau, I) + \mathrm{CE}(b a^\top / \tau, I)]`.
+
+    Args:
+        a: (N, D) embeddings (e.g. audio features of N frames).
+        b: (N, D) embeddings (e.g. lip features of the same N frames).
+        temperature: τ > 0.
+        normalize: L2-normalise rows first (cosine similarities).
+
+    Returns:
+        Scalar loss; its minimum ``0`` is approached when every positive similarity dominates its row and column.
+    """
+    if a.ndim != 2 or a.shape != b.shape:
+        raise DemoInputError(f"info_nce_loss: expected two (N, D) tensors of one shape, got {tuple(a.shape)}, {tuple(b.shape)}")
+    if temperature <= 0:
+        raise DemoInputError(f"info_nce_loss: temperature must be > 0, got {temperature}")
+    if normalize:
+        a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    logits = a @ b.T / temperature  # (N, N)
+    target = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def masked_l1_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean ``|pred − target|`` over entries where ``mask`` is true (0 when none are)."""
+    if pred.shape != target.shape or mask.shape != pred.shape:
+        raise DemoInputError(f"masked_l1_loss: shapes differ: {tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}")
+    m = mask.to(pred.dtype)
+    return ((pred - target).abs() * m).sum() / m.sum().clamp(min=1.0)
+
+
+def gaze_direction(gaze: Tensor) -> Tensor:
+    """Unit 3-D gaze direction ``normalize([x, y, 1])`` from (…, 2) gaze values (0 = looking at the camera)."""
+    return F.normalize(torch.cat([gaze, torch.ones_like(gaze[..., :1])], dim=-1), dim=-1)  # (..., 3)
+
+
+def decorrelation_loss(lam: Tensor, sizes: Sequence[int], eps: float = 1e-5) -> Tensor:
+    """Mean squared cross-correlation between coefficients of different factor blocks over the batch.
+
+    Each coefficient is standardised over the N rows; the loss averages ``C_ij²`` over all pairs (i, j)
+    in different blocks, where ``C = Zᵀ Z / N``.  It is exactly 0 when the blocks are uncorrelated in the
+    sample and 1 when every coefficient is a copy of one signal.
+
+    Args:
+        lam: (N, M) coefficients, N >= 2.
+        sizes: block sizes in order (sum = M).
+        eps: variance floor.
+    """
+    if lam.ndim != 2 or sum(sizes) != lam.shape[1]:
+        raise DemoInputError(f"decorrelation_loss: lam must be (N, {sum(sizes)}), got {tuple(lam.shape)}")
+    if lam.shape[0] < 2 or len(sizes) < 2:
+        return lam.new_zeros(())
+    z = lam - lam.mean(dim=0, keepdim=True)
+    z = z / torch.sqrt(z.pow(2).mean(dim=0, keepdim=True) + eps)  # (N, M)
+    corr = z.T @ z / lam.shape[0]  # (M, M)
+    block = torch.repeat_interleave(torch.arange(len(sizes), device=lam.device),
+                                    torch.as_tensor(list(sizes), device=lam.device))  # (M,)
+    cross = block[:, None] != block[None, :]  # (M, M)
+    return corr.pow(2)[cross].mean()
+
+
+def gaussian_kl_loss(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, exp(logvar)) ‖ N(0, I)) summed over the last axis, averaged over rows."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1).mean()
+
+
+def condition_keep_mask(batch: int, p_drop: float, generator: torch.Generator | None, device=None) -> Tensor:
+    """(B,) float mask: 0 with probability ``p_drop`` (condition dropped for CFG), else 1."""
+    u = torch.rand(batch, generator=generator)
+    return (u >= float(p_drop)).to(device=device, dtype=torch.float32)
+
+
+def flow_matching_loss(
+    velocity_model,
+    x_0: Tensor,
+    x_1: Tensor,
+    t: Tensor,
+    *,
+    prev_x: Tensor,
+    **cond: Tensor,
+) -> Tensor:
+    """Conditional OT flow-matching loss on one window, with the prefix frames as at inference.
+
+    The model is called as ``velocity_model(x_t, t, prev_x=prev_x, **cond)`` and returns ``(B, P + L, W)``;
+    only the last L frames are compared with the path velocity ``x_1 − x_0``.
+
+    Args:
+        velocity_model: e.g. :class:`~demo_core.models.flow_transformer.FlowTransformer`.
+        x_0: (B, L, W) noise.
+        x_1: (B, L, W) data window.
+        t: (B,) flow times (0 = noise, 1 = data).
+        prev_x: (B, P, W) prefix frames (zeros for a first window).
+        **cond: the model's conditions (``wr``, ``wa``, ``prev_wa``, ``we`` for the FMT).
+
+    Returns:
+        Scalar mean squared error.
+    """
+    sample = CondOTPath().sample(x_0, x_1, t)
+    v = velocity_model(sample.x_t, sample.t, prev_x=prev_x, **cond)  # (B, P + L, W)
+    P = prev_x.shape[1]
+    return F.mse_loss(v[:, P:], sample.dx_t)

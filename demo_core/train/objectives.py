@@ -1,0 +1,195 @@
+"""The two training objectives as modules (``forward(batch) -> (loss, metrics)``), so that one
+``DistributedDataParallel`` wrapper covers every trained parameter of a stage.
+
+Batch-statistics losses (InfoNCE, gaze contrastive, decorrelation) are computed over fixed groups of
+``contrast_group`` samples and averaged; per-sample losses (label L1 terms included: a sample without
+labels contributes 0) are averaged over the samples.  A process's
+loss is therefore a mean over equally sized units, and the DDP gradient average over processes equals
+the gradient of one process on the whole global batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..models.demo_model import DemoModel
+from ..models.emotion_encoder import emotion_condition
+from ..motion.factors import split_coefficients
+from .config import Stage1Config, Stage2Config
+from .data import Stage1Batch, Stage2Batch, supervised_axes
+from .losses import (
+    decorrelation_loss,
+    flow_matching_loss,
+    gaussian_kl_loss,
+    gaze_direction,
+    info_nce_loss,
+    masked_l1_loss,
+    reconstruction_loss,
+)
+
+__all__ = ["Stage1Objective", "Stage2Objective"]
+
+AdversarialHook = Callable[[Tensor, Tensor], Tensor]
+
+
+def _standardize(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """Rows of one group centred and scaled to unit RMS: the InfoNCE heads see the frame-to-frame variation
+    at O(1) scale whatever the size of the coefficients (small at initialisation)."""
+    x = x - x.mean(dim=0, keepdim=True)
+    return x / torch.sqrt(x.pow(2).mean() + eps)
+
+
+def _groups(n: int, size: int) -> list[slice]:
+    size = max(1, min(size, n))
+    return [slice(i, i + size) for i in range(0, n - size + 1, size)]
+
+
+class Stage1Objective(nn.Module):
+    """Stage 1: reconstruction + factor losses on the motion auto-encoder and the audio features.
+
+    Args:
+        model: the DEMO model (its ``motion_autoencoder`` and ``audio_encoder.features`` are trained).
+        cfg: stage-1 settings (weights, temperatures, groups).
+        adversarial: optional hook ``(fake, real) -> generator loss`` (its discriminator is trained by the
+            caller); used when ``cfg.weights.adversarial > 0``.
+    """
+
+    def __init__(self, model: DemoModel, cfg: Stage1Config, adversarial: AdversarialHook | None = None):
+        super().__init__()
+        self.mae = model.motion_autoencoder
+        self.audio = model.audio_encoder
+        self.layout = model.cfg.factors
+        self.vae = model.cfg.vae
+        self.cfg = cfg
+        self.adversarial = adversarial
+        d, n_lip = cfg.nce_dim, self.layout.block("lip").size if "lip" in self.layout.names else 0
+        self.heads = nn.ModuleDict({
+            "lip_audio": nn.Linear(model.audio_encoder.config.feature_dim, d),
+            "lip_visual": nn.Sequential(nn.Linear(max(n_lip, 1), d), nn.SiLU(), nn.Linear(d, d)),
+        })
+        self.axes = supervised_axes(self.layout)
+        self.register_buffer("axis_index", torch.tensor([a[0] for a in self.axes], dtype=torch.long), persistent=False)
+
+    def _audio_features(self, batch: Stage1Batch, frames: int) -> Tensor:
+        rows = []
+        for a, n, off in zip(batch.audio, batch.audio_frames, batch.audio_offset):
+            f = self.audio.features(a[None], n)[0]  # (n, D_f)
+            rows.append(f[off:off + frames])
+        return torch.stack(rows)  # (b, F, D_f)
+
+    def _gaze_keys(self, batch: Stage1Batch, gaze_targets: Tensor | None) -> Tensor | None:
+        """(b, F, 2) gaze keys: labels where present, else the gaze code of the jittered view."""
+        b, F = batch.driving.shape[:2]
+        keys = gaze_targets
+        use_view = batch.gaze_view_mask
+        if keys is None:
+            use_view = torch.ones_like(use_view)
+            keys = batch.driving.new_zeros(b, F, 2)
+        if bool(use_view.any()):
+            view = batch.gaze_view[use_view].flatten(0, 1)  # (b_v·F, 3, S, S)
+            _, mean_v, _, _ = self.mae.encode_posterior(view)
+            g_v = split_coefficients(mean_v, self.layout)["gaze"].reshape(-1, F, 2)
+            keys = keys.clone()
+            keys[use_view] = g_v
+        return keys
+
+    def forward(self, batch: Stage1Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        cfg, w = self.cfg, self.cfg.weights
+        b, F = batch.driving.shape[:2]
+        target = batch.driving.flatten(0, 1)  # (b·F, 3, S, S)
+        h_s, _, _, feats = self.mae.encode_posterior(batch.source)
+        _, mean_d, logvar_d, _ = self.mae.encode_posterior(target)  # (b·F, M)
+        lam_d = mean_d
+        if self.vae and logvar_d is not None:
+            lam_d = mean_d + torch.exp(0.5 * logvar_d) * batch.eps.reshape(b * F, -1)
+        latent = h_s.repeat_interleave(F, dim=0) + self.mae.motion_from_coefficients(lam_d)  # (b·F, W)
+        recon = self.mae.render(latent, feats)  # (b·F, 3, S, S), row n uses feats[n // F]
+        loss, parts = reconstruction_loss(recon, target, scales=cfg.scales, l1_weight=w.recon_l1, ssim_weight=w.recon_ssim)
+        metrics = dict(parts)
+        zero = loss.new_zeros(())
+        blocks = split_coefficients(mean_d, self.layout)
+        groups = _groups(b, cfg.contrast_group)
+
+        lip_nce = zero
+        if w.lip_nce > 0 and "lip" in blocks:
+            fa = self._audio_features(batch, F)  # (b, F, D_f)
+            lip = blocks["lip"].reshape(b, F, -1)  # (b, F, k)
+            lip_nce = torch.stack([
+                info_nce_loss(self.heads["lip_audio"](_standardize(fa[g].flatten(0, 1))),
+                              self.heads["lip_visual"](_standardize(lip[g].flatten(0, 1))), cfg.nce_temperature)
+                for g in groups]).mean()
+            loss = loss + w.lip_nce * lip_nce
+        metrics["lip_nce"] = lip_nce.detach()
+
+        picked = mean_d[:, self.axis_index].reshape(b, F, -1)  # (b, F, K)
+        gaze_targets = None
+        for name in ("pose", "gaze", "blink"):
+            cols = [j for j, a in enumerate(self.axes) if a[1] == name]
+            term = zero
+            if cols:
+                term = torch.stack([masked_l1_loss(picked[i][..., cols], batch.targets[i][..., cols],
+                                                   batch.target_mask[i][..., cols]) for i in range(b)]).mean()
+                loss = loss + getattr(w, name) * term
+                if name == "gaze" and len(cols) == 2:
+                    gaze_targets = batch.targets[..., cols]
+            metrics[name] = term.detach()
+
+        gaze_nce = zero
+        if w.gaze_nce > 0 and "gaze" in blocks and blocks["gaze"].shape[-1] == 2:
+            keys = self._gaze_keys(batch, gaze_targets)  # (b, F, 2)
+            u = gaze_direction(blocks["gaze"].reshape(b, F, 2))
+            k = gaze_direction(keys)
+            gaze_nce = torch.stack([info_nce_loss(u[g].flatten(0, 1), k[g].flatten(0, 1), cfg.gaze_temperature,
+                                                  normalize=False) for g in groups]).mean()
+            loss = loss + w.gaze_nce * gaze_nce
+        metrics["gaze_nce"] = gaze_nce.detach()
+
+        decor = zero
+        if w.decorrelation > 0:
+            sizes = [blk.size for blk in self.layout.blocks]
+            per_sample = mean_d.reshape(b, F, -1)
+            decor = torch.stack([decorrelation_loss(per_sample[g].flatten(0, 1), sizes) for g in groups]).mean()
+            loss = loss + w.decorrelation * decor
+        metrics["decorrelation"] = decor.detach()
+
+        kl = zero
+        if self.vae and logvar_d is not None and w.kl > 0:
+            kl = gaussian_kl_loss(mean_d, logvar_d)
+            loss = loss + w.kl * kl
+        metrics["kl"] = kl.detach()
+        if self.adversarial is not None and w.adversarial > 0:
+            adv = self.adversarial(recon, target)
+            loss = loss + w.adversarial * adv
+            metrics["adversarial"] = adv.detach()
+        metrics["loss"] = loss.detach()
+        return loss, metrics
+
+
+class Stage2Objective(nn.Module):
+    """Stage 2: conditional OT flow matching of the FMT on motion-latent windows.
+
+    Args:
+        model: the DEMO model (``fmt`` and, if enabled, ``audio_encoder.audio_projection`` are trained).
+        cfg: stage-2 settings.
+    """
+
+    def __init__(self, model: DemoModel, cfg: Stage2Config):
+        super().__init__()
+        self.fmt = model.fmt
+        self.audio_projection = model.audio_encoder.audio_projection
+        self.cfg = cfg
+        we = emotion_condition("neutral", batch=1)  # (1, 1, 7)
+        self.register_buffer("neutral", we.reshape(1, 1, -1), persistent=False)
+
+    def forward(self, batch: Stage2Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        B = batch.x_1.shape[0]
+        wa = self.audio_projection(batch.feat) * batch.keep_audio[:, None, None]  # (B, L, A)
+        prev_wa = self.audio_projection(batch.prev_feat) * (~batch.first)[:, None, None].to(batch.feat.dtype)
+        we = self.neutral.to(batch.x_1.dtype).expand(B, 1, -1) * batch.keep_emotion[:, None, None]  # (B, 1, E)
+        wr = batch.wr * batch.keep_reference[:, None]  # (B, W)
+        loss = flow_matching_loss(self.fmt, batch.x_0, batch.x_1, batch.t, prev_x=batch.prev_x, wr=wr, wa=wa,
+                                  prev_wa=prev_wa, we=we)
+        return loss, {"loss": loss.detach(), "fm": loss.detach()}

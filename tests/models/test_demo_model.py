@@ -1,0 +1,110 @@
+"""DEMO-native model: config, the FloatModel-compatible surface, save → load_model, and the pipeline on it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from demo_core import pipeline
+from demo_core.errors import CheckpointError, DemoInputError
+from demo_core.io.checkpoints import save_checkpoint
+from demo_core.models.demo_model import DemoConfig, DemoModel
+from demo_core.models.loader import load_model
+from demo_core.motion.factors import project_factor
+from tests.models.demo_tiny import tiny_demo_config, tiny_demo_dict
+
+
+def _model(vae: bool = False) -> DemoModel:
+    torch.manual_seed(0)
+    model = DemoModel(tiny_demo_config(vae))
+    with torch.no_grad():  # a non-trivial FMT (its output layer starts at zero)
+        model.fmt.decoder.linear.weight.normal_(0.0, 0.05)
+    return model.eval()
+
+
+def test_config_round_trip_and_checks():
+    cfg = tiny_demo_config(vae=True)
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["family"] == "demo" and d["audio_encoder"]["kind"] == "logmel"
+    assert DemoConfig.from_dict(d).to_dict() == cfg.to_dict()
+    bad = tiny_demo_dict()
+    bad["flow_transformer"]["dim_a"] = 32
+    with pytest.raises(DemoInputError, match="dim_a"):
+        DemoConfig.from_dict(bad)
+    bad = tiny_demo_dict()
+    bad["motion_autoencoder"]["dim_m"] = 21
+    with pytest.raises(DemoInputError, match="dim_m"):
+        DemoConfig.from_dict(bad)
+    with pytest.raises(DemoInputError, match="family"):
+        DemoConfig.from_dict({"family": "float"})
+
+
+def test_float_compatible_surface():
+    model = _model()
+    assert model.emotion_encoder is None and model.cfg.fps == 25.0 and model.cfg.sampling_rate == 16000
+    assert model.cfg.image_size == 64 and model.device == torch.device("cpu") and model.dtype == torch.float32
+    mae = model.motion_autoencoder
+    image = torch.rand(2, 3, 64, 64) * 2 - 1
+    h, lam, feats = mae.encode(image)
+    assert h.shape == (2, 32) and lam.shape == (2, 20)
+    motion = mae.motion_from_coefficients(lam)
+    assert torch.allclose(mae.coefficients_from_motion(motion), lam, atol=1e-5)
+    lip_only = lam.clone()
+    lip_only[:, 6:] = 0
+    m = mae.motion_from_coefficients(lip_only)
+    assert torch.allclose(project_factor(m, mae.directions(), model.layout, "lip"), m, atol=1e-5)
+    frames = mae.decode(h, feats, motion[:, None].expand(2, 3, 32))
+    assert frames.shape == (2, 3, 3, 64, 64)
+    assert model.audio_encoder(torch.randn(1, 8000), 12).shape == (1, 12, 16)
+
+
+def test_save_then_load_model_round_trips_exactly(tmp_path):
+    model = _model(vae=True)
+    path = save_checkpoint(tmp_path / "demo.safetensors", model, model.cfg.to_dict())
+    loaded, report = load_model(path)
+    assert isinstance(loaded, DemoModel) and report.config_source == "metadata"
+    assert loaded.cfg.to_dict() == model.cfg.to_dict()
+    assert not report.missing and not report.unexpected
+    a, b = model.state_dict(), loaded.state_dict()
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_load_reports_missing_and_misshapen_tensors(tmp_path):
+    model = _model()
+    path = save_checkpoint(tmp_path / "demo.safetensors", model, model.cfg.to_dict())
+    tensors = load_file(str(path))
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    del tensors["motion_autoencoder.enc.fc.heads.gaze.out.weight"]
+    tensors["fmt.x_embedder.proj.weight"] = torch.zeros(3, 3)
+    broken = tmp_path / "broken.safetensors"
+    save_file(tensors, str(broken), metadata=meta)
+    with pytest.raises(CheckpointError) as err:
+        load_model(broken)
+    msg = str(err.value)
+    assert "broken.safetensors" in msg and "heads.gaze.out.weight" in msg and "x_embedder.proj.weight" in msg
+
+
+def test_pipeline_runs_on_a_demo_model(tmp_path):
+    model, _ = load_model(save_checkpoint(tmp_path / "m.safetensors", _model(), _model().cfg.to_dict()))
+    image = torch.rand(80, 72, 3)
+    portrait = pipeline.encode_portrait(model, image, crop="center")
+    assert portrait.source_motion.shape == (1, 32)
+    t = torch.arange(int(0.9 * 22050)) / 22050
+    audio = pipeline.encode_audio(model, torch.sin(2 * torch.pi * 220 * t)[None], 22050)
+    T = audio.features.shape[1]
+    assert T == 23 and audio.features.shape == (1, 23, 16) and audio.emotion.shape == (1, 1, 7)
+    assert int(audio.emotion.argmax()) == 4  # neutral one-hot: the model has no emotion encoder
+    settings = pipeline.GenerationSettings(steps=2, seed=1)
+    motion = pipeline.sample_motion(model, portrait, audio, settings)
+    assert motion.shape == (1, T, 32) and torch.isfinite(motion).all()
+    again = pipeline.sample_motion(model, portrait, audio, settings)
+    assert torch.equal(motion, again)  # seeded
+    chunks = list(pipeline.iter_frames(model, portrait, motion, batch=8))
+    assert sum(c.shape[1] for c in chunks) == T and chunks[0].shape[2:] == (3, 64, 64)

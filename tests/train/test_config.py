@@ -1,0 +1,41 @@
+"""Training config: JSON round trip, strict keys, and the bundled small-model config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from demo_core.errors import DemoInputError
+from demo_core.models.demo_model import DemoModel
+from demo_core.train import TrainConfig, default_config_path, load_train_config
+
+
+def test_bundled_config_builds_a_small_model():
+    cfg = load_train_config(default_config_path())
+    assert cfg.model.image_size == 64 and cfg.model.factors.total == 20
+    assert cfg.model.flow_transformer.dim_a == cfg.model.audio_encoder.dim_a
+    model = DemoModel(cfg.model, device="meta")
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    assert size < 25e6  # the saved float32 model stays under 25 MB
+    assert max(cfg.model.motion_autoencoder.channels.values()) <= 64
+
+
+def test_json_round_trip_and_unknown_keys(tmp_path):
+    cfg = load_train_config(default_config_path())
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again.to_dict() == cfg.to_dict()
+    d = cfg.to_dict()
+    d["stage1"]["weights"]["lip_nec"] = 1.0
+    with pytest.raises(DemoInputError, match="lip_nec"):
+        TrainConfig.from_dict(d)
+    d = cfg.to_dict()
+    d["stage2"]["stpes"] = 3
+    with pytest.raises(DemoInputError, match="stpes"):
+        TrainConfig.from_dict(d)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DemoInputError, match="JSON"):
+        load_train_config(bad)
+    with pytest.raises(DemoInputError, match="crop"):
+        TrainConfig.from_dict({"data": {"crop": "face"}})

@@ -1,0 +1,112 @@
+"""Training data: decoding/resampling/cropping, the clip cache, stage-1 samples and stage-2 windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from demo_core.errors import DemoInputError
+from demo_core.models.logmel_audio_encoder import LogMelAudioEncoder, LogMelAudioEncoderConfig
+from demo_core.motion.factors import default_factor_layout
+from demo_core.train.data import (
+    ClipStore,
+    Stage2Cache,
+    build_stage1_batch,
+    sample_stage1_picks,
+    sample_stage2_batch,
+    supervised_axes,
+)
+from demo_core.train.video import decode_clip
+
+
+def test_decode_resamples_crops_and_normalises(clip_folder):
+    clip = decode_clip(clip_folder / "clip_00000.mp4", size=32, fps=25.0)
+    assert clip.frames.shape == (20, 32, 32, 3) and clip.frames.dtype == np.uint8  # 24 frames @ 30 fps → 20 @ 25
+    assert abs(len(clip.audio) - 12800) < 1200  # 0.8 s at 16 kHz (+ AAC padding)
+    assert abs(float(clip.audio.mean())) < 1e-5 and float(clip.audio.std()) == pytest.approx(1.0, abs=1e-3)
+    labels = np.load(clip_folder / "clip_00000.labels.npz")
+    idx = np.rint(np.arange(20) / 25.0 * 30.0).astype(int)  # nearest source frame of k / 25 s
+    assert np.allclose(clip.labels["yaw"], labels["yaw"][idx])
+    assert set(clip.labels) >= {"yaw", "gaze_x", "blink"}
+    assert decode_clip(clip_folder / "clip_00002.mp4", size=32).labels == {}
+    # centre crop = the middle 48×48 square of the 64×48 frames, at 48² no resampling: exact pixels
+    centre = decode_clip(clip_folder / "clip_00000.mp4", size=48, crop="center")
+    squashed = decode_clip(clip_folder / "clip_00000.mp4", size=48, crop="none")
+    assert centre.frames.shape == squashed.frames.shape == (20, 48, 48, 3)
+    import av
+
+    with av.open(str(clip_folder / "clip_00000.mp4")) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert np.array_equal(centre.frames[0], first[:, 8:56])
+
+
+def test_clip_store_cache_round_trip(clip_folder, tmp_path):
+    a = ClipStore.from_folder(clip_folder, size=64, fps=25.0, sampling_rate=16000, cache_dir=tmp_path)
+    assert len(a) == 3 and len(list(tmp_path.glob("*.npz"))) == 3
+    b = ClipStore.from_folder(clip_folder, size=64, fps=25.0, sampling_rate=16000, cache_dir=tmp_path)
+    for x, y in zip(a.clips, b.clips):
+        assert np.array_equal(x.frames, y.frames) and np.array_equal(x.audio, y.audio)
+        assert x.labels.keys() == y.labels.keys()
+    with pytest.raises(DemoInputError, match="no usable clips"):  # every clip is shorter than 21 frames
+        ClipStore.from_folder(clip_folder, size=64, fps=25.0, sampling_rate=16000, cache_dir=tmp_path, min_frames=21)
+
+
+def test_supervised_axes_of_the_default_layout():
+    axes = supervised_axes(default_factor_layout())
+    assert [(a[1], a[2], a[3]) for a in axes] == [
+        ("pose", "yaw", "yaw"), ("pose", "pitch", "pitch"), ("pose", "roll", "roll"), ("pose", "tx", "tx"),
+        ("pose", "ty", "ty"), ("pose", "scale", "scale"), ("gaze", "x", "gaze_x"), ("gaze", "y", "gaze_y"),
+        ("blink", "closure", "blink")]
+    assert [a[0] for a in axes] == [6, 7, 8, 9, 10, 11, 12, 13, 14]
+
+
+def test_stage1_batch_targets_and_audio_segments(clip_folder, clip_cache):
+    store = ClipStore.from_folder(clip_folder, size=64, fps=25.0, sampling_rate=16000, cache_dir=clip_cache)
+    layout = default_factor_layout()
+    enc = LogMelAudioEncoder(LogMelAudioEncoderConfig(n_mels=16, channels=8, dilations=(1, 2), dim_feature=8, dim_a=8))
+    g = torch.Generator().manual_seed(0)
+    picks = sample_stage1_picks(store, 6, 3, g)
+    assert picks.shape == (6, 3)
+    picks[0] = torch.tensor([0, 4, 5])
+    picks[1] = torch.tensor([2, 0, 17])
+    batch = build_stage1_batch(store, picks, frames=3, layout=layout, context=enc.context_frames, fps=25.0,
+                               sampling_rate=16000, jitter=torch.rand(6, 5, generator=g), eps=torch.zeros(6, 3, 20))
+    assert batch.source.shape == (6, 3, 64, 64) and batch.driving.shape == (6, 3, 3, 64, 64)
+    assert float(batch.source.min()) >= -1.0 and float(batch.source.max()) <= 1.0
+    assert torch.equal(batch.driving[0, 0], torch.from_numpy(store.clips[0].frames[5]).float().div(127.5).sub(1).permute(2, 0, 1))
+    yaw = store.clips[0].labels["yaw"][5:8]
+    assert torch.allclose(batch.targets[0, :, 0], torch.from_numpy(yaw) / 30.0)
+    assert torch.allclose(batch.targets[0, :, 5], torch.zeros(3))  # scale 1 → coefficient 0
+    assert bool(batch.target_mask[0].all()) and not bool(batch.target_mask[1].any())
+    assert batch.gaze_view_mask.tolist()[:2] == [False, True]
+    assert torch.equal(batch.gaze_view[0], batch.driving[0]) and not torch.equal(batch.gaze_view[1], batch.driving[1])
+    for i in (0, 1):  # each segment's features equal the full clip's at the driving frames
+        c, _, k0 = picks[i].tolist()
+        clip = store.clips[c]
+        full = enc.features(torch.from_numpy(clip.audio)[None], clip.num_frames)[0]
+        off = batch.audio_offset[i]
+        seg = enc.features(batch.audio[i][None], batch.audio_frames[i])[0, off:off + 3]
+        want = full[torch.clamp(torch.arange(k0, k0 + 3), max=clip.num_frames - 1)]
+        assert torch.allclose(seg[: clip.num_frames - k0], want[: clip.num_frames - k0], atol=1e-5)
+
+
+def test_stage2_windows_and_first_windows():
+    Q, _ = torch.linalg.qr(torch.randn(16, 4))
+    lam = [torch.arange(30, dtype=torch.float32)[:, None].expand(30, 4).clone(), torch.ones(5, 4)]
+    feats = [torch.arange(30, dtype=torch.float32)[:, None].expand(30, 3).clone(), torch.ones(5, 3)]
+    cache = Stage2Cache(lam=lam, feats=feats)
+    b = sample_stage2_batch(cache, Q, batch=64, window=6, prefix=2, p_first=0.3, p_drop_audio=0.5, p_drop_emotion=0.0,
+                            p_drop_reference=1.0, generator=torch.Generator().manual_seed(0))
+    assert b.x_1.shape == b.x_0.shape == (64, 6, 16) and b.prev_x.shape == (64, 2, 16) and b.wr.shape == (64, 16)
+    assert b.feat.shape == (64, 6, 3) and b.prev_feat.shape == (64, 2, 3) and b.t.shape == (64,)
+    assert 0 < int(b.first.sum()) < 64 and float(b.keep_emotion.min()) == 1.0 and float(b.keep_reference.max()) == 0.0
+    coeff = b.x_1 @ Q  # back to coefficients
+    for i in range(64):
+        if bool(b.first[i]):
+            assert float(b.prev_x[i].abs().max()) == 0.0 and float(b.prev_feat[i].abs().max()) == 0.0
+        if float(b.feat[i, 0, 0]) != 1.0 or not torch.allclose(b.feat[i], torch.ones(6, 3)):
+            start = float(b.feat[i, 0, 0])  # clip 0: value = frame index; window continues its prefix
+            assert torch.allclose(coeff[i, :, 0], start + torch.arange(6.0), atol=1e-4)
+            if not bool(b.first[i]):
+                assert torch.allclose(b.prev_feat[i, :, 0], start - 2 + torch.arange(2.0))

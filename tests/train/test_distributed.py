@@ -1,0 +1,77 @@
+"""Two CPU processes (Gloo) on the global batch end with the weights of one process on that batch."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from demo_core.io.checkpoints import read_tensor_file
+from demo_core.train import train_stage1, train_stage2
+from demo_core.train.distributed import DistContext
+from tests.train import ddp_worker
+
+
+def _free_port() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:  # the next port is used by stage 2
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
+def test_shards_cover_the_global_batch():
+    rows = [DistContext(rank=r, world=4).shard(8) for r in range(4)]
+    assert rows == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    with pytest.raises(ValueError, match="divisible"):
+        DistContext(rank=0, world=3).shard(8)
+
+
+def _weights(path):
+    tensors, _ = read_tensor_file(path)
+    return {k: v.double() for k, v in tensors.items() if v.is_floating_point()}
+
+
+def _max_diff(a, b) -> float:
+    assert set(a) == set(b)
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def _losses(run, stage):
+    return [json.loads(x)["loss"] for x in (run / stage / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with Gloo")
+def test_two_gloo_processes_match_one_process(tiny_train_config, tmp_path):
+    """Same global batch → same losses and weights as one process.
+
+    After one stage-1 step the weights agree to float rounding (Adam turns a rounding-level gradient
+    difference on entries with tiny gradients into a weight difference well below 1 % of ``lr``).  Later stage-1 steps are compared more
+    loosely: FLOAT's warping decoder samples at pixel centres when its flow is near zero, where the bilinear
+    gradient jumps, so rounding differences of any kind (1 vs 2 threads of one process do the same) change
+    a few gradient entries by O(1), and Adam moves those weights by up to ``lr``.  A sharding or averaging
+    mistake would instead change every loss and most weights.
+    """
+    cfg = tiny_train_config(stage1__steps=2, stage1__ckpt_every=1, stage2__steps=3)
+    assert cfg.stage1.batch == 4 and cfg.stage1.contrast_group == 2
+    one, two = tmp_path / "one", tmp_path / "two"
+    quiet = lambda _m: None  # noqa: E731
+    train_stage1(cfg, one, log=quiet)
+    train_stage2(cfg, one, log=quiet)
+    init = str(one / "stage1" / "model.safetensors")  # stage 2 of both runs starts from the same stage-1 model
+    mp.spawn(ddp_worker.run, args=(2, _free_port(), cfg.to_dict(), str(two), init), nprocs=2, join=True)
+    first = "stage1/checkpoints/step_00000001/model.safetensors"
+    assert _max_diff(_weights(one / first), _weights(two / first)) < 0.01 * cfg.stage1.lr
+    assert _max_diff(_weights(one / "stage1/model.safetensors"), _weights(two / "stage1/model.safetensors")) < 0.25 * cfg.stage1.lr
+    assert _max_diff(_weights(one / "stage2/model.safetensors"), _weights(two / "stage2/model.safetensors")) < 0.01 * cfg.stage2.lr
+    for stage in ("stage1", "stage2"):
+        assert _losses(one, stage) == pytest.approx(_losses(two, stage), rel=1e-5), stage

@@ -1,0 +1,73 @@
+"""Training loops: both stages learn, checkpoints resume exactly, the CLI and JSON config drive them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from demo_core.cli import main
+from demo_core.io.checkpoints import read_tensor_file
+from demo_core.models.demo_model import DemoModel
+from demo_core.models.loader import load_model
+from demo_core.train import lr_at, train_stage1, train_stage2
+from demo_core.train.checkpointing import latest_checkpoint
+
+
+def _losses(run, stage):
+    return [json.loads(line)["loss"] for line in (run / stage / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_lr_schedule():
+    assert lr_at(5, 1.0, 100, 10, "none") == pytest.approx(0.5)
+    assert lr_at(50, 1.0, 100, 10, "none") == 1.0
+    assert lr_at(10, 1.0, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_at(100, 1.0, 100, 10, "cosine") == pytest.approx(0.1)
+
+
+def test_both_stages_learn_via_the_cli(tiny_train_config, tmp_path):
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(tiny_train_config().to_dict()))
+    run = tmp_path / "run"
+    assert main(["train", "stage1", "--config", str(cfg_path), "--out", str(run)]) == 0
+    s1 = _losses(run, "stage1")
+    assert len(s1) == 12 and sum(s1[-3:]) < 0.9 * sum(s1[:3]), s1
+    assert main(["train", "stage2", "--config", str(cfg_path), "--out", str(run)]) == 0
+    s2 = _losses(run, "stage2")
+    assert len(s2) == 12 and sum(s2[-3:]) < 0.8 * sum(s2[:3]), s2
+    model, _ = load_model(run / "stage2" / "model.safetensors")
+    assert isinstance(model, DemoModel)
+    stage1, _ = read_tensor_file(run / "stage1" / "model.safetensors")
+    final = model.state_dict()
+    assert torch.equal(stage1["motion_autoencoder.dec.direction.weight"], final["motion_autoencoder.dec.direction.weight"])
+    assert not torch.equal(stage1["fmt.decoder.linear.weight"], final["fmt.decoder.linear.weight"])  # only the FMT moved
+
+
+def test_resume_continues_identically(tiny_train_config, tmp_path):
+    cfg = tiny_train_config(stage1__steps=4, stage2__steps=4, stage1__lr_decay="cosine", stage2__lr_decay="cosine")
+    quiet = lambda _m: None  # noqa: E731
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train_stage1(cfg, whole, log=quiet)
+    train_stage1(cfg, split, stop_after=2, log=quiet)
+    assert latest_checkpoint(split / "stage1" / "checkpoints").name == "step_00000002"
+    assert not (split / "stage1" / "model.safetensors").exists()
+    train_stage1(cfg, split, resume=True, log=quiet)
+    assert _losses(whole, "stage1") == _losses(split, "stage1")
+    a, _ = read_tensor_file(whole / "stage1" / "model.safetensors")
+    b, _ = read_tensor_file(split / "stage1" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    init = whole / "stage1" / "model.safetensors"
+    train_stage2(cfg, whole, log=quiet)
+    train_stage2(cfg, split, init=init, stop_after=3, log=quiet)
+    train_stage2(cfg, split, init=init, resume=True, log=quiet)
+    assert _losses(whole, "stage2") == _losses(split, "stage2")
+
+
+def test_stage1_with_the_vae_posterior(tiny_train_config, tmp_path):
+    cfg = tiny_train_config(model__vae=True, stage1__steps=3)
+    train_stage1(cfg, tmp_path, log=lambda _m: None)
+    rows = [json.loads(line) for line in (tmp_path / "stage1" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["kl"] > 0 for r in rows) and all(r["loss"] == r["loss"] for r in rows)
+    model, _ = load_model(tmp_path / "stage1" / "model.safetensors")
+    assert model.cfg.vae and model.motion_autoencoder.enc.fc.cfg.vae

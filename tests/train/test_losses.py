@@ -1,0 +1,97 @@
+"""Training losses checked against their maths."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from demo_core.errors import DemoInputError
+from demo_core.train.losses import (
+    condition_keep_mask,
+    decorrelation_loss,
+    flow_matching_loss,
+    gaussian_kl_loss,
+    gaze_direction,
+    info_nce_loss,
+    masked_l1_loss,
+    reconstruction_loss,
+)
+
+
+def test_info_nce_is_minimal_for_aligned_pairs():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(16, 8, generator=g)
+    b = a + 0.05 * torch.randn(16, 8, generator=g)
+    aligned = info_nce_loss(a, b, 0.1)
+    for seed in range(5):
+        perm = torch.randperm(16, generator=torch.Generator().manual_seed(seed))
+        assert aligned < info_nce_loss(a, b[perm], 0.1)
+    eye = torch.eye(8)
+    assert float(info_nce_loss(eye, eye, 0.01)) < 1e-6  # orthogonal positives, cold temperature → 0
+    same = torch.ones(8, 4)
+    assert float(info_nce_loss(same, same, 0.1)) == pytest.approx(math.log(8), rel=1e-6)  # no information
+    b_sym = info_nce_loss(a, b, 0.2)
+    assert torch.allclose(b_sym, info_nce_loss(b, a, 0.2))  # bidirectional
+    with pytest.raises(DemoInputError):
+        info_nce_loss(a, b, 0.0)
+
+
+def test_decorrelation_zero_for_uncorrelated_blocks_and_one_for_copies():
+    n, sizes = 64, [3, 2, 4]
+    raw = torch.randn(n, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    raw = raw - raw.mean(0)
+    q, _ = torch.linalg.qr(raw)  # 9 orthonormal, zero-mean columns: exactly uncorrelated in the sample
+    assert float(decorrelation_loss(q * torch.linspace(1, 5, 9, dtype=torch.float64), sizes)) < 1e-20
+    within = q.clone()
+    within[:, 1] = 2 * within[:, 0]  # correlation inside one block is allowed
+    assert float(decorrelation_loss(within, sizes)) < 1e-20
+    copies = 8 * q[:, :1].expand(n, 9)  # unit variance (the eps floor is negligible)
+    assert float(decorrelation_loss(copies, sizes)) == pytest.approx(1.0, rel=1e-4)
+    leak = q.clone()
+    leak[:, 3] = q[:, 0]  # one coefficient of block 2 copies one of block 1
+    assert float(decorrelation_loss(leak, sizes)) > 0.01
+
+
+def test_kl_masked_l1_and_keep_mask():
+    assert float(gaussian_kl_loss(torch.zeros(4, 3), torch.zeros(4, 3))) == 0.0
+    mean, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(2.0)]])
+    expected = 0.5 * (1.0 + (2.0 - 1.0 - math.log(2.0)))
+    assert float(gaussian_kl_loss(mean, logvar)) == pytest.approx(expected)
+    pred, target = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 0.0])
+    assert float(masked_l1_loss(pred, target, torch.tensor([True, False, True]))) == pytest.approx(2.0)
+    assert float(masked_l1_loss(pred, target, torch.zeros(3, dtype=torch.bool))) == 0.0
+    m1 = condition_keep_mask(10000, 0.25, torch.Generator().manual_seed(2))
+    assert torch.equal(m1, condition_keep_mask(10000, 0.25, torch.Generator().manual_seed(2)))
+    assert float(m1.mean()) == pytest.approx(0.75, abs=0.02)
+
+
+def test_gaze_direction_is_a_unit_vector_facing_the_camera_at_zero():
+    d = gaze_direction(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, -1.0]]))
+    assert torch.allclose(d.norm(dim=-1), torch.ones(3))
+    assert torch.allclose(d[0], torch.tensor([0.0, 0.0, 1.0]))
+    assert float(d[1] @ d[0]) == pytest.approx(math.cos(math.pi / 4))
+
+
+def test_reconstruction_loss_zero_for_identical_frames():
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    loss, parts = reconstruction_loss(x, x)
+    assert float(loss) < 1e-6 and float(parts["l1"]) == 0.0
+    worse, _ = reconstruction_loss(x, -x)
+    assert float(worse) > 0.5
+
+
+def test_flow_matching_loss_zero_for_the_exact_velocity_and_ignores_the_prefix():
+    g = torch.Generator().manual_seed(3)
+    x_0, x_1 = torch.randn(4, 6, 5, generator=g), torch.randn(4, 6, 5, generator=g)
+    prev_x = torch.randn(4, 2, 5, generator=g)
+
+    def oracle(x_t, t, *, prev_x, wa):
+        v = (x_1 - x_t) / (1 - t.view(-1, 1, 1))  # the conditional OT velocity at x_t
+        return torch.cat([torch.full_like(prev_x, 99.0), v + 0 * wa], dim=1)  # (B, P + L, W), junk prefix
+
+    t = torch.rand(4, generator=g) * 0.9
+    assert float(flow_matching_loss(oracle, x_0, x_1, t, prev_x=prev_x, wa=torch.zeros(1))) < 1e-10
+    zero = lambda x_t, t, *, prev_x: torch.zeros(4, 8, 5)  # noqa: E731
+    assert float(flow_matching_loss(zero, x_0, x_1, t, prev_x=prev_x)) == pytest.approx(float(((x_1 - x_0) ** 2).mean()))
