@@ -175,14 +175,21 @@ class FactorLayout:
 
 
 def default_factor_layout() -> FactorLayout:
-    """DEMO's layout: lip 6, pose 6 (yaw, pitch, roll, tx, ty, scale), gaze 2, blink 1, residual 5 = 20.
+    """DEMO's layout: lip 6 (open, width, round + 3 free), pose 6 (yaw, pitch, roll, tx, ty, scale), gaze 2,
+    blink 1, residual 5 = 20.
 
     Units follow :mod:`demo_core.synthetic.params`: angles in degrees (1.0 ↔ 30°), translations in image
     half-sizes (1.0 ↔ 0.2), zoom ratio (1.0 ↔ +0.2 about 1), gaze −1..1 and eyelid closure 0..1 (1:1).
     """
     return FactorLayout(
         (
-            FactorBlock("lip", 6),
+            FactorBlock(
+                "lip",
+                6,
+                axes=("open", "width", "round"),
+                axis_units=("0 closed..1 open", "-1 narrow..1 wide", "0 spread..1 rounded"),
+                axis_scale=(1.0, 1.0, 1.0),
+            ),
             FactorBlock(
                 "pose",
                 6,

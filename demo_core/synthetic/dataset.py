@@ -153,11 +153,12 @@ def _speech_sources(split: str) -> list:
 
 def write_dataset(out_dir: str | Path, *, num_clips: int, size: int = 64, fps: float = 25.0, split: str = "train",
                   seed: int = 0, progress: bool = True, num_identities: int | None = None, lossless: bool = True,
-                  frames_npy: bool = False) -> Path:
+                  frames_npy: bool = False, mode: str | None = None) -> Path:
     """Write ``num_clips`` clips into ``out_dir/<split>/`` and (re)write ``out_dir/manifest.json``.
 
     Test clips use held-out sentences and identities (odd identity seeds; train ones are even).
-    Complete clips already on disk are kept (resumable). Returns the manifest path.
+    Complete clips already on disk are kept (resumable). Returns the manifest path. ``mode`` fixes the
+    motion style of every clip (``talk``, ``idle``, ``wide``); default: talk or idle at random.
     """
     if split not in ("train", "test"):
         raise ValueError(f"write_dataset: split must be 'train' or 'test', got {split!r}")
@@ -191,7 +192,7 @@ def write_dataset(out_dir: str | Path, *, num_clips: int, size: int = 64, fps: f
         g = torch.Generator().manual_seed((int(seed) * 1_000_003 + i) * 2 + (split == "test"))
         ident = identity_seed_for(int(torch.randint(pool, (), generator=g)), split, seed)
         src = sources[int(order[i % len(sources)])]
-        clip = generate_clip(src, ident, size=size, fps=fps, generator=g)
+        clip = generate_clip(src, ident, size=size, fps=fps, generator=g, mode=mode)
         entries.append(write_clip(prefix, clip, lossless=lossless, frames_npy=frames_npy))
     manifest.update(
         generator=GENERATOR_VERSION, fps=float(fps), size=int(size), sample_rate=SAMPLE_RATE,
@@ -261,11 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--num-identities", type=int, default=None, help="identity pool size (default min(N, 256))")
     ap.add_argument("--frames-npy", action="store_true", help="also store exact uint8 frames as .frames.npy")
     ap.add_argument("--compat-video", action="store_true", help="yuv420p crf 10 instead of lossless 4:4:4")
+    ap.add_argument("--mode", choices=("talk", "idle", "wide"), default=None,
+                    help="motion style of every clip (default: talk or idle at random)")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     path = write_dataset(a.out, num_clips=a.num_clips, size=a.size, fps=a.fps, split=a.split, seed=a.seed,
                          progress=not a.no_progress, num_identities=a.num_identities,
-                         lossless=not a.compat_video, frames_npy=a.frames_npy)
+                         lossless=not a.compat_video, frames_npy=a.frames_npy, mode=a.mode)
     print(f"wrote {a.num_clips} {a.split} clips; manifest: {path}")
     return 0
 

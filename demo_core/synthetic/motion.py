@@ -35,6 +35,9 @@ _POSE = {
 STYLES = {  # amplitude multiplier, turns per second, median fixation s, blinks per minute
     "talk": {"amp": 1.0, "turn_rate": 0.18, "fixation": 0.7, "blink_rate": 17.0},
     "idle": {"amp": 0.55, "turn_rate": 0.08, "fixation": 1.2, "blink_rate": 15.0},
+    # Training coverage: larger, more frequent head turns and gaze shifts, so a model trained on the
+    # benchmark sees the whole pose/gaze range it will be steered to (the limits still apply).
+    "wide": {"amp": 2.2, "turn_rate": 0.5, "fixation": 0.45, "blink_rate": 24.0},
 }
 
 

@@ -124,6 +124,10 @@ def slice_batch(batch, start: int, stop: int):
 # ---------------------------------------------------------------------------------------------- stage 1
 
 
+# Label names of the synthetic benchmark for axes whose "<block>_<axis>" name differs.
+_LABEL_ALIASES = {"lip_open": "mouth_open", "lip_width": "mouth_width", "lip_round": "mouth_round"}
+
+
 def supervised_axes(layout: FactorLayout) -> list[tuple[int, str, str, str]]:
     """Semantic axes that a label can supervise: ``(coefficient index, block, axis, label name)``.
 
@@ -133,7 +137,8 @@ def supervised_axes(layout: FactorLayout) -> list[tuple[int, str, str, str]]:
     out = []
     for block, s in zip(layout.blocks, layout.slices().values()):
         for i, axis in enumerate(block.axes):
-            for cand in (f"{block.name}_{axis}", axis, block.name if len(block.axes) == 1 else None):
+            alias = _LABEL_ALIASES.get(f"{block.name}_{axis}")
+            for cand in (alias, f"{block.name}_{axis}", axis, block.name if len(block.axes) == 1 else None):
                 if cand in LABEL_NAMES:
                     out.append((s.start + i, block.name, axis, cand))
                     break

@@ -126,7 +126,7 @@ class Stage1Objective(nn.Module):
 
         picked = mean_d[:, self.axis_index].reshape(b, F, -1)  # (b, F, K)
         gaze_targets = None
-        for name in ("pose", "gaze", "blink"):
+        for name in ("lip", "pose", "gaze", "blink"):
             cols = [j for j, a in enumerate(self.axes) if a[1] == name]
             term = zero
             if cols:

@@ -34,7 +34,7 @@ def test_default_layout_blocks_and_slices():
     assert sl["blink"] == slice(14, 15) and sl["residual"] == slice(15, 20)
     assert layout.index("gaze") == 2
     assert layout.block("pose").axes == ("yaw", "pitch", "roll", "tx", "ty", "scale")
-    assert layout.block("lip").axes == ()
+    assert layout.block("lip").axes == ("open", "width", "round")
     with pytest.raises(DemoInputError, match="unknown factor"):
         layout.index("mouth")
 

@@ -40,6 +40,7 @@ def tiny_train_dict(root, cache=None) -> dict:
     cfg["data"].update(root=str(root), cache_dir=None if cache is None else str(cache))
     cfg["stage1"].update(steps=12, batch=4, frames=2, contrast_group=2, lr=2e-3, warmup_steps=0, lr_decay="none",
                          log_every=1, ckpt_every=100)
+    cfg["stage1"]["weights"] = {}  # the library defaults, not the bundled recipe's weights
     cfg["stage2"].update(steps=12, batch=8, lr=1e-2, warmup_steps=0, lr_decay="none", log_every=1, ckpt_every=100)
     return cfg
 

@@ -55,10 +55,11 @@ def test_clip_store_cache_round_trip(clip_folder, tmp_path):
 def test_supervised_axes_of_the_default_layout():
     axes = supervised_axes(default_factor_layout())
     assert [(a[1], a[2], a[3]) for a in axes] == [
+        ("lip", "open", "mouth_open"), ("lip", "width", "mouth_width"), ("lip", "round", "mouth_round"),
         ("pose", "yaw", "yaw"), ("pose", "pitch", "pitch"), ("pose", "roll", "roll"), ("pose", "tx", "tx"),
         ("pose", "ty", "ty"), ("pose", "scale", "scale"), ("gaze", "x", "gaze_x"), ("gaze", "y", "gaze_y"),
         ("blink", "closure", "blink")]
-    assert [a[0] for a in axes] == [6, 7, 8, 9, 10, 11, 12, 13, 14]
+    assert [a[0] for a in axes] == [0, 1, 2, 6, 7, 8, 9, 10, 11, 12, 13, 14]
 
 
 def test_stage1_batch_targets_and_audio_segments(clip_folder, clip_cache):
@@ -76,9 +77,11 @@ def test_stage1_batch_targets_and_audio_segments(clip_folder, clip_cache):
     assert float(batch.source.min()) >= -1.0 and float(batch.source.max()) <= 1.0
     assert torch.equal(batch.driving[0, 0], torch.from_numpy(store.clips[0].frames[5]).float().div(127.5).sub(1).permute(2, 0, 1))
     yaw = store.clips[0].labels["yaw"][5:8]
-    assert torch.allclose(batch.targets[0, :, 0], torch.from_numpy(yaw) / 30.0)
-    assert torch.allclose(batch.targets[0, :, 5], torch.zeros(3))  # scale 1 → coefficient 0
-    assert bool(batch.target_mask[0].all()) and not bool(batch.target_mask[1].any())
+    assert torch.allclose(batch.targets[0, :, 3], torch.from_numpy(yaw) / 30.0)  # after the 3 lip axes
+    assert torch.allclose(batch.targets[0, :, 8], torch.zeros(3))  # scale 1 → coefficient 0
+    has = [0] + list(range(3, 12))  # these test clips label mouth_open but not mouth width/rounding
+    assert bool(batch.target_mask[0][:, has].all()) and not bool(batch.target_mask[0][:, 1:3].any())
+    assert not bool(batch.target_mask[1].any())
     assert batch.gaze_view_mask.tolist()[:2] == [False, True]
     assert torch.equal(batch.gaze_view[0], batch.driving[0]) and not torch.equal(batch.gaze_view[1], batch.driving[1])
     for i in (0, 1):  # each segment's features equal the full clip's at the driving frames
