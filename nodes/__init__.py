@@ -7,6 +7,8 @@ generated from it.  Importing this package registers the ``models/demo`` folder 
 
 from . import comfy_host
 from .audio import DemoEncodeAudio
+from .calibration import DemoCalibrateFactors
+from .editing import DemoEditFactors, DemoMixMotion
 from .io import DemoLoadMotion, DemoPreviewMotion, DemoSaveMotion
 from .loaders import DemoLoadModel
 from .motion import DemoMotionFromVideo, DemoSampleMotion
@@ -23,6 +25,9 @@ NODE_CONFIG = {
     "DemoEncodeAudio": {"class": DemoEncodeAudio, "name": "Demo Encode Audio"},
     "DemoSampleMotion": {"class": DemoSampleMotion, "name": "Demo Sample Motion"},
     "DemoMotionFromVideo": {"class": DemoMotionFromVideo, "name": "Demo Motion From Video"},
+    "DemoEditFactors": {"class": DemoEditFactors, "name": "Demo Edit Factors"},
+    "DemoMixMotion": {"class": DemoMixMotion, "name": "Demo Mix Motion"},
+    "DemoCalibrateFactors": {"class": DemoCalibrateFactors, "name": "Demo Calibrate Factors"},
     "DemoRenderFrames": {"class": DemoRenderFrames, "name": "Demo Render Frames"},
     "DemoRenderToVideo": {"class": DemoRenderToVideo, "name": "Demo Render To Video"},
     "DemoPasteBack": {"class": DemoPasteBack, "name": "Demo Paste Back"},

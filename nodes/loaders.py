@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 
@@ -14,7 +16,7 @@ from . import comfy_host
 from .errors import node_errors
 from .types import CATEGORY_ROOT, DEMO_MODEL
 
-__all__ = ["DemoLoadModel", "load_cached"]
+__all__ = ["DemoLoadModel", "load_cached", "checkpoint_of"]
 
 log = logging.getLogger("comfyui-demo")
 
@@ -22,6 +24,15 @@ DEVICES = ["auto", "cpu", "cuda", "mps"]
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 2  # models kept loaded across graph runs (ComfyUI also keeps each loader's output)
+_CHECKPOINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> the file it was loaded from
+
+
+def checkpoint_of(model) -> Path | None:
+    """The checkpoint file a model was loaded from by Demo Load Model (None for a model made elsewhere).
+
+    FLOAT-family factor calibrations live beside that file (``<checkpoint>.factors.json``).
+    """
+    return _CHECKPOINTS.get(model) if model is not None else None
 
 
 def load_cached(path, device: torch.device, dtype: torch.dtype):
@@ -37,6 +48,7 @@ def load_cached(path, device: torch.device, dtype: torch.dtype):
         model, report = load_model(path, device=device, dtype=dtype)
     log.info("DemoLoadModel: %s on %s as %s", report.summary(), device, dtype)
     _CACHE[key] = model
+    _CHECKPOINTS[model] = Path(path)
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
         comfy_host.soft_empty_cache()

@@ -1,10 +1,19 @@
-"""DemoSampleMotion (speech → motion) and DemoMotionFromVideo (driving frames → motion)."""
+"""DemoSampleMotion (speech → motion, optionally with factors following given tracks) and DemoMotionFromVideo
+(driving frames → motion, usable as such a track)."""
 
 from __future__ import annotations
 
-from demo_core.pipeline import GenerationSettings, motion_from_frames, sample_motion_track
+from demo_core.motion.length_matching import LENGTH_MODES
+from demo_core.pipeline import (
+    GenerationSettings,
+    attach_factor_space,
+    motion_from_frames,
+    sample_motion_track,
+    sample_motion_track_conditioned,
+)
 
 from . import comfy_host
+from .calibration import factor_space
 from .errors import node_errors
 from .plot import motion_curves
 from .types import CATEGORY_ROOT, DEMO_AUDIO_COND, DEMO_MODEL, DEMO_MOTION, DEMO_PORTRAIT
@@ -41,6 +50,18 @@ class DemoSampleMotion:
                                   "tooltip": "Output frame rate; the motion is resampled from the model's 25 fps, so "
                                              "audio and video stay in sync at any rate."}),
             },
+            "optional": {
+                "pose_track": (DEMO_MOTION, {"tooltip": "Head pose to follow exactly (e.g. Demo Motion From Video); "
+                                                        "lips, gaze and blinks still come from the speech."}),
+                "gaze_track": (DEMO_MOTION, {"tooltip": "Gaze to follow exactly; the other factors come from the "
+                                                        "speech."}),
+                "blink_track": (DEMO_MOTION, {"tooltip": "Blinks (eyelids) to follow exactly; the other factors "
+                                                         "come from the speech."}),
+                "track_length": (list(LENGTH_MODES), {
+                    "default": "pingpong",
+                    "tooltip": "How a track shorter than the speech is extended: loop, pingpong (back and forth, "
+                               "no jump) or hold its last frame; longer tracks are cut."}),
+            },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
@@ -50,13 +71,22 @@ class DemoSampleMotion:
     FUNCTION = "sample"
     CATEGORY = f"{CATEGORY_ROOT}/motion"
     DESCRIPTION = ("Generates head, lip and eye motion for the speech, 2-second window by window, and retimes it "
-                   "to the output frame rate. Cancel stops it between steps. The node shows the motion curves.")
+                   "to the output frame rate. Connected pose/gaze/blink tracks are followed exactly while the other "
+                   "factors are generated to match. Cancel stops it between steps. The node shows the motion curves.")
 
     @node_errors
-    def sample(self, model, portrait, audio_cond, steps, solver, a_cfg, e_cfg, seed, fps, unique_id=None):
+    def sample(self, model, portrait, audio_cond, steps, solver, a_cfg, e_cfg, seed, fps, pose_track=None,
+               gaze_track=None, blink_track=None, track_length="pingpong", unique_id=None):
         settings = GenerationSettings(steps=steps, method=solver, a_cfg=a_cfg, e_cfg=e_cfg, seed=seed, fps=fps)
-        track = sample_motion_track(model, portrait, audio_cond, settings,
-                                    callback=comfy_host.progress_callback(unique_id))
+        callback, space = comfy_host.progress_callback(unique_id), factor_space(model)
+        tracks = {name: track for name, track in (("pose", pose_track), ("gaze", gaze_track), ("blink", blink_track))
+                  if track is not None}
+        if tracks:
+            track = sample_motion_track_conditioned(model, portrait, audio_cond, settings, tracks, space,
+                                                    length_mode=track_length, callback=callback)
+        else:
+            track = attach_factor_space(sample_motion_track(model, portrait, audio_cond, settings, callback=callback),
+                                        space)
         return {"ui": {"demo_curves": motion_curves(track)}, "result": (track,)}
 
 
@@ -91,10 +121,11 @@ class DemoMotionFromVideo:
     FUNCTION = "extract"
     CATEGORY = f"{CATEGORY_ROOT}/motion"
     DESCRIPTION = ("Encodes the motion of every driving frame with the model's motion encoder, to re-enact a "
-                   "portrait with someone else's head and face movement.")
+                   "portrait with someone else's head and face movement, or as a pose/gaze track for Demo Sample "
+                   "Motion and Demo Mix Motion (an animated WebP/GIF from Load Image works as the driving video).")
 
     @node_errors
     def extract(self, model, images, fps, crop, scale, relative, batch_size, unique_id=None):
         track = motion_from_frames(model, images, fps, crop=crop, scale=scale, relative=relative, batch=batch_size,
                                    callback=comfy_host.progress_callback(unique_id))
-        return (track,)
+        return (attach_factor_space(track, factor_space(model)),)

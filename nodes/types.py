@@ -6,7 +6,8 @@
 * ``DEMO_AUDIO_COND``: a :class:`demo_core.pipeline.AudioCondition`, per-frame audio features at the
   model's native fps plus the emotion condition.
 * ``DEMO_MOTION``: a :class:`demo_core.motion.track.MotionTrack`, motion latents (B, T, W) at a frame rate,
-  with the model's motion dictionary so edits can work on its coefficients.
+  with the model's motion dictionary so edits can work on its coefficients, and the factor layout naming them
+  (a DEMO model's own, or a FLOAT checkpoint's calibration from ``<checkpoint>.factors.json``; None before one).
 * ``DEMO_CROP``: a tuple of :class:`demo_core.face_crop.CropBox` (or None for "no crop"), one per portrait.
 """
 

@@ -14,13 +14,13 @@ from nodes.types import DEMO_AUDIO_COND, DEMO_CROP, DEMO_MODEL, DEMO_MOTION, DEM
 
 PACK_TYPES = {DEMO_MODEL, DEMO_PORTRAIT, DEMO_AUDIO_COND, DEMO_MOTION, DEMO_CROP}
 HOST_TYPES = {"IMAGE", "MASK", "AUDIO", "AUDIO_ENCODER_OUTPUT", "INT", "FLOAT", "STRING", "BOOLEAN"}
-OUTPUT_NODES = {"DemoRenderToVideo", "DemoSaveMotion", "DemoPreviewMotion"}
+OUTPUT_NODES = {"DemoRenderToVideo", "DemoSaveMotion", "DemoPreviewMotion", "DemoCalibrateFactors"}
 NODES = sorted(nodes.NODE_CLASS_MAPPINGS.items())
 
 
 def test_registry_generates_both_mappings():
     assert set(nodes.NODE_CONFIG) == set(nodes.NODE_CLASS_MAPPINGS) == set(nodes.NODE_DISPLAY_NAME_MAPPINGS)
-    assert len(nodes.NODE_CONFIG) == 11
+    assert len(nodes.NODE_CONFIG) == 14
     for node_id, entry in nodes.NODE_CONFIG.items():
         assert entry["class"].__name__ == node_id
         assert re.fullmatch(r"Demo([A-Z][a-z]+)+", node_id), node_id
@@ -75,6 +75,9 @@ def test_input_types_are_valid_and_match_the_function(node_id, cls):
     for name, param in params.items():
         has_default = param.default is not inspect.Parameter.empty
         assert has_default == (name in optional), f"{node_id}.{name}: default iff optional/hidden"
+    for name, (kind, options) in spec.get("optional", {}).items():  # a workflow saved without the widget runs so
+        if "default" in options:
+            assert params[name].default == options["default"], f"{node_id}.{name}: default differs from the widget's"
 
 
 def test_seed_controls_after_generate_and_fps_range():
