@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--e-cfg", type=float, default=1.0, help="emotion guidance scale (default 1.0)")
     g.add_argument("--emotion", default="auto",
                    help="auto (from speech) or angry, disgust, fear, happy, neutral, sad, surprise")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0,
+                   help="noise seed, any integer (taken modulo 2**64: -1 is 18446744073709551615, as in ComfyUI)")
     g.add_argument("--crop", default="auto", choices=["auto", "center", "box", "none"],
                    help="face framing: auto (detect, else centre), center, box (--box) or none")
     g.add_argument("--box", default=None, help="x,y,w,h face box in pixels for --crop box")

@@ -119,7 +119,7 @@ def _haar_cascade():
 def detect_face(image: torch.Tensor | np.ndarray) -> tuple[int, int, int, int] | None:
     """Find the largest frontal face with OpenCV's Haar cascade.
 
-    The image is converted to 8-bit grey and downscaled to at most 640 px on its longer side.
+    The image is downscaled (area average) to at most 640 px on its longer side, then converted to 8-bit grey.
 
     Args:
         image: Shape ``(H, W, 3)`` (or ``(1, H, W, 3)``), float in 0..1.
@@ -135,12 +135,14 @@ def detect_face(image: torch.Tensor | np.ndarray) -> tuple[int, int, int, int] |
     cascade = _haar_cascade()
     if cascade is None:
         return None
-    rgb = (image.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()  # (H, W, 3)
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # (H, W)
-    H, W = grey.shape
+    H, W = image.shape[:2]
     scale = min(1.0, _DETECT_MAX_SIDE / max(H, W))
-    if scale < 1.0:
-        grey = cv2.resize(grey, (max(1, round(W * scale)), max(1, round(H * scale))), interpolation=cv2.INTER_AREA)
+    small = image.detach().float()  # (H, W, 3)
+    if scale < 1.0:  # shrink (area average) before any conversion: a 4K frame is never copied at full size
+        h, w = max(1, round(H * scale)), max(1, round(W * scale))
+        small = resize_images(small.permute(2, 0, 1)[None], h, w)[0].permute(1, 2, 0)  # (h, w, 3)
+    rgb = (small.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()  # (h, w, 3)
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)  # (h, w)
     min_side = max(20, round(0.08 * min(grey.shape)))
     faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
     if len(faces) == 0:

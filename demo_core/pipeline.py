@@ -17,6 +17,9 @@ Steps:
 
 from __future__ import annotations
 
+import logging
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,7 +33,7 @@ from .io.media import VideoWriter, frames_to_uint8, prepare_waveform
 from .models.audio_encoder import normalize_waveform
 from .models.emotion_encoder import EMOTION_LABELS, emotion_condition
 from .models.float_model import FloatModel
-from .motion.retime import num_video_frames, resample_trajectory
+from .motion.retime import fps_fraction, num_video_frames, resample_trajectory
 
 __all__ = [
     "GenerationSettings",
@@ -46,6 +49,20 @@ __all__ = [
 ]
 
 Callback = Callable[[int, int], None]
+log = logging.getLogger(__name__)
+
+SOLVER_METHODS = ("euler", "midpoint", "rk4")
+MIN_IMAGE_SIDE = 16  # pixels; below this a portrait holds no usable face detail
+# Image values further than this outside 0..1 are a wrong range (0..255 or -1..1), not resampling overshoot.
+_IMAGE_RANGE_SLACK = 0.5
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 @dataclass
@@ -58,7 +75,8 @@ class GenerationSettings:
         a_cfg: audio classifier-free guidance scale.
         e_cfg: emotion classifier-free guidance scale.
         emotion: ``"auto"`` (predicted from the speech) or one of ``EMOTION_LABELS``.
-        seed: noise seed; the same seed gives the same result on the same device.
+        seed: noise seed, any integer (taken modulo 2**64, so ComfyUI's 0 … 2**64 − 1 and negative CLI seeds all
+            work); the same seed gives the same result on the same device.
         fps: output frame rate (10–60); motion is resampled in latent space from the model's fps.
         render_batch: frames decoded per batch.
     """
@@ -73,22 +91,25 @@ class GenerationSettings:
     render_batch: int = 8
 
     def validate(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1 or self.steps > 1000:
-            raise DemoInputError(f"steps must be an integer from 1 to 1000, got {self.steps!r}")
-        if self.method not in ("euler", "midpoint", "rk4"):
-            raise DemoInputError(f"solver must be 'euler', 'midpoint' or 'rk4', got {self.method!r}")
-        if not 10 <= float(self.fps) <= 60:
-            raise DemoInputError(f"fps must be between 10 and 60, got {self.fps!r}")
+        """Check every option; raises :class:`DemoInputError` naming the option and what it accepts."""
+        if not _is_int(self.steps) or not 1 <= self.steps <= 1000:
+            raise DemoInputError(f"steps: expected an integer from 1 to 1000, got {self.steps!r}")
+        if self.method not in SOLVER_METHODS:
+            raise DemoInputError(f"solver: expected 'euler', 'midpoint' or 'rk4', got {self.method!r}")
+        if not _is_real(self.fps) or not 10 <= float(self.fps) <= 60:
+            raise DemoInputError(f"fps: expected a frame rate from 10 to 60, got {self.fps!r}")
         for name in ("a_cfg", "e_cfg"):
             v = getattr(self, name)
-            if not (0.0 <= float(v) <= 20.0):
-                raise DemoInputError(f"{name} must be between 0 and 20, got {v!r}")
-        if self.emotion.lower() not in ("auto", "s2e", "none") + EMOTION_LABELS:
+            if not _is_real(v) or not 0.0 <= float(v) <= 20.0:
+                raise DemoInputError(f"{name}: expected a guidance scale from 0 to 20, got {v!r}")
+        if not isinstance(self.emotion, str) or self.emotion.lower() not in ("auto", "s2e", "none") + EMOTION_LABELS:
             raise DemoInputError(
-                f"emotion must be 'auto' or one of {', '.join(EMOTION_LABELS)}, got {self.emotion!r}"
+                f"emotion: expected 'auto' or one of {', '.join(EMOTION_LABELS)}, got {self.emotion!r}"
             )
-        if self.render_batch < 1:
-            raise DemoInputError(f"render_batch must be at least 1, got {self.render_batch!r}")
+        if not _is_int(self.seed):
+            raise DemoInputError(f"seed: expected an integer (any, taken modulo 2**64), got {self.seed!r}")
+        if not _is_int(self.render_batch) or self.render_batch < 1:
+            raise DemoInputError(f"render_batch: expected an integer >= 1, got {self.render_batch!r}")
 
 
 @dataclass
@@ -124,6 +145,9 @@ class AudioCondition:
         num_samples: waveform length at ``sample_rate``.
         sample_rate: the model's audio rate.
         waveform: the mono waveform fed to the model (n,), before normalisation.
+        source_samples, source_rate: length and rate of the audio as given (0: same as the model's).  The
+            video length follows them exactly; resampling to the model's rate rounds the length up by up to
+            one sample, which could otherwise add a frame at a frame boundary.
     """
 
     features: torch.Tensor
@@ -131,10 +155,20 @@ class AudioCondition:
     num_samples: int
     sample_rate: int
     waveform: torch.Tensor
+    source_samples: int = 0
+    source_rate: int = 0
 
     @property
     def seconds(self) -> float:
+        if self.source_rate:
+            return self.source_samples / self.source_rate
         return self.num_samples / self.sample_rate
+
+    def num_frames(self, fps: float) -> int:
+        """Frames that cover the clip at ``fps``: exactly ``ceil(seconds × fps)`` of the audio as given."""
+        if self.source_rate:
+            return num_video_frames(self.source_samples, self.source_rate, fps)
+        return num_video_frames(self.num_samples, self.sample_rate, fps)
 
 
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
@@ -157,7 +191,10 @@ def encode_portrait(
 
     Args:
         model: the loaded model.
-        image: (H, W, 3) or (B, H, W, 3) float in [0, 1] (ComfyUI IMAGE layout).
+        image: (H, W, C) or (B, H, W, C) float in [0, 1] (ComfyUI IMAGE layout), C = 3 (RGB), 4 (RGBA:
+            composited over black, the colour that pads crops past the image edge) or 1 (grey); at least
+            16×16 pixels.  Smaller crops than the model's input are upscaled (a note is logged); large
+            images are only ever resampled down to the crop, never copied whole.
         crop: ``"auto"`` (face detection, centre crop when no face is found), ``"center"``,
             ``"box"`` (use ``box``) or ``"none"`` (image used as it is, resized to S×S).
         box: (x, y, w, h) in pixels for ``crop="box"``.
@@ -166,10 +203,13 @@ def encode_portrait(
     Returns:
         The encoded :class:`Portrait`.
     """
+    if crop not in ("auto", "center", "box", "none"):
+        raise DemoInputError(f"crop: expected 'auto', 'center', 'box' or 'none', got {crop!r}")
     image = _check_image(image)
     size = model.cfg.image_size
     crops: list[CropBox | None] = []
     tiles = []
+    smallest = math.inf  # shortest source side (pixels) any crop is resampled from
     for b in range(image.shape[0]):
         img = image[b]
         if crop == "none":
@@ -177,13 +217,16 @@ def encode_portrait(
 
             tiles.append(to_model_image(img, size)[0])
             crops.append(None)
+            smallest = min(smallest, *img.shape[:2])
             continue
-        if crop not in ("auto", "center", "box"):
-            raise DemoInputError(f"crop must be 'auto', 'center', 'box' or 'none', got {crop!r}")
         crop_box, _how = face_crop_box(img, mode=crop, box=box, scale=scale)
         tile = crop_image(img, crop_box, size)[0]  # (S, S, 3) in [0, 1]
         tiles.append(tile.permute(2, 0, 1) * 2.0 - 1.0)  # (3, S, S) in [-1, 1]
         crops.append(crop_box)
+        smallest = min(smallest, crop_box.pixel_box()[2])
+    if smallest < size:
+        log.info("image: the portrait crop is %d px across, smaller than the model's %d×%d input; it is upscaled "
+                 "(expect a softer result; a larger image gives a sharper one)", smallest, size, size)
     x = torch.stack(tiles).to(device=model.device, dtype=model.dtype)  # (B, 3, S, S)
     mae = model.motion_autoencoder
     h_source, lam, feats = mae.encode(x)
@@ -191,25 +234,45 @@ def encode_portrait(
     return Portrait(image=x, h_source=h_source, feats=feats, source_motion=source_motion, crops=crops)
 
 
-def _check_image(image: torch.Tensor) -> torch.Tensor:
+def _check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """Host images → (B, H, W, 3) float32 in [0, 1], refusing what cannot be a portrait.
+
+    Accepts (H, W, C) or (B, H, W, C) floating point with C = 3, 4 (RGBA, composited over black) or 1
+    (grey, repeated).  Values slightly outside [0, 1] (resampling overshoot) are clipped; values far
+    outside (0..255 or -1..1 images), NaN/inf, integer dtypes, empty batches and sides under
+    :data:`MIN_IMAGE_SIDE` raise :class:`DemoInputError` naming ``name``.  An RGB float32 image already
+    in range is returned without a copy (a 4K frame is never duplicated here).
+    """
     if not isinstance(image, torch.Tensor):
-        raise DemoInputError(f"image must be a torch.Tensor (H, W, 3) or (B, H, W, 3), got {type(image).__name__}")
+        raise DemoInputError(f"{name}: expected a tensor (B, H, W, 3) or (H, W, 3) in 0..1, "
+                             f"got {type(image).__name__}")
     if image.dim() == 3:
         image = image.unsqueeze(0)
     if image.dim() != 4 or image.shape[-1] not in (1, 3, 4):
-        raise DemoInputError(f"image must have shape (B, H, W, 3), got {tuple(image.shape)}")
-    if image.shape[0] == 0:
-        raise DemoInputError("image batch is empty")
-    if image.shape[1] < 16 or image.shape[2] < 16:
-        raise DemoInputError(f"image is {image.shape[2]}×{image.shape[1]} pixels; a portrait needs at least 16×16")
+        raise DemoInputError(f"{name}: expected shape (B, H, W, C) or (H, W, C) with C = 3 (RGB), 4 (RGBA) or "
+                             f"1 (grey), got {tuple(image.shape)}")
+    b, h, w, _ = image.shape
+    if b == 0:
+        raise DemoInputError(f"{name}: the image batch is empty (shape {tuple(image.shape)}); expected at least "
+                             "one image")
+    if h < MIN_IMAGE_SIDE or w < MIN_IMAGE_SIDE:
+        raise DemoInputError(f"{name}: {w}×{h} pixels is too small for a portrait; expected at least "
+                             f"{MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE}")
+    if not image.is_floating_point():
+        raise DemoInputError(f"{name}: expected float values in 0..1, got dtype {image.dtype} "
+                             "(divide 8-bit images by 255)")
     image = image.float()
-    if not torch.isfinite(image).all():
-        raise DemoInputError("image contains NaN or infinite values")
+    lo, hi = (float(v) for v in torch.aminmax(image))  # NaN propagates, inf shows as ±inf
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise DemoInputError(f"{name}: contains NaN or infinite values; expected finite values in 0..1")
+    if lo < -_IMAGE_RANGE_SLACK or hi > 1.0 + _IMAGE_RANGE_SLACK:
+        raise DemoInputError(f"{name}: expected values in 0..1 (ComfyUI IMAGE), got values from {lo:.4g} to "
+                             f"{hi:.4g}; rescale the image to 0..1")
     if image.shape[-1] == 1:
-        image = image.expand(*image.shape[:-1], 3)
+        image = image.expand(b, h, w, 3)  # (B, H, W, 3)
     elif image.shape[-1] == 4:  # composite RGBA over black, like a zero border
-        image = image[..., :3] * image[..., 3:4]
-    return image.clamp(0.0, 1.0)
+        image = image[..., :3] * image[..., 3:4]  # (B, H, W, 3)
+    return image.clamp(0.0, 1.0) if lo < 0.0 or hi > 1.0 else image
 
 
 @torch.inference_mode()
@@ -224,19 +287,27 @@ def encode_audio(
 
     Args:
         model: the loaded model.
-        waveform: (n,), (C, n) or (1, C, n) float audio at ``sample_rate`` (any rate, any channels).
+        waveform: (n,), (C, n) or (1, C, n) float audio at ``sample_rate`` (any rate, any channels,
+            mixed to mono), at least one video frame long (1/25 s for FLOAT).  Silence is valid (it gives
+            idle motion); clipped or loud audio is accepted (the model normalises its level); empty
+            audio and NaN/inf samples raise :class:`DemoInputError`.
         sample_rate: rate of ``waveform`` in Hz.
         emotion: ``"auto"`` or an emotion label.
 
     Returns:
         :class:`AudioCondition` at the model's native fps.
     """
+    if not isinstance(emotion, str) or emotion.lower() not in ("auto", "s2e", "none") + EMOTION_LABELS:
+        raise DemoInputError(f"emotion: expected 'auto' or one of {', '.join(EMOTION_LABELS)}, got {emotion!r}")
     cfg = model.cfg
     mono = prepare_waveform(waveform, sample_rate, target_rate=cfg.sampling_rate, name="audio")
     n = int(mono.shape[-1])
+    if n * fps_fraction(cfg.fps) < cfg.sampling_rate:  # less than one frame period of the model
+        frame_ms = 1000 / float(cfg.fps)
+        raise DemoInputError(f"audio: the clip lasts {1000 * n / cfg.sampling_rate:.1f} ms, shorter than one video "
+                             f"frame ({frame_ms:.0f} ms at {float(cfg.fps):g} fps); expected at least "
+                             f"{frame_ms:.0f} ms of speech")
     frames = num_video_frames(n, cfg.sampling_rate, cfg.fps)
-    if frames < 1:
-        raise DemoInputError("audio is shorter than one video frame")
     a = normalize_waveform(mono.unsqueeze(0)).to(device=model.device, dtype=model.dtype)  # (1, n)
     wa = model.audio_encoder(a, frames)  # (1, T, W)
     label = emotion.lower()
@@ -250,7 +321,8 @@ def encode_audio(
         device=model.device,
         dtype=model.dtype,
     )
-    return AudioCondition(features=wa, emotion=we, num_samples=n, sample_rate=cfg.sampling_rate, waveform=mono)
+    return AudioCondition(features=wa, emotion=we, num_samples=n, sample_rate=cfg.sampling_rate, waveform=mono,
+                          source_samples=int(waveform.shape[-1]), source_rate=int(sample_rate))
 
 
 def iter_motion(
@@ -291,8 +363,7 @@ def sample_motion(
 
 def retime_motion(motion: torch.Tensor, audio: AudioCondition, native_fps: float, fps: float) -> torch.Tensor:
     """Resample a native-fps trajectory to ``fps`` with exactly ``ceil(seconds × fps)`` frames."""
-    frames = num_video_frames(audio.num_samples, audio.sample_rate, fps)
-    return resample_trajectory(motion, native_fps, fps, frames)
+    return resample_trajectory(motion, native_fps, fps, audio.num_frames(fps))
 
 
 def iter_frames(
@@ -341,20 +412,24 @@ def generate_video(
             (a numbered name is chosen instead).
         settings: generation options.
         crop, box: portrait framing (see :func:`encode_portrait`).
-        progress: ``callback(done, total)`` over sampling steps plus frames.
+        progress: ``callback(done, total)`` over sampling steps plus frames.  An exception it raises (a
+            host's cancel, Ctrl-C) stops the run; the mp4 is written under a hidden temporary name and
+            renamed only when complete, so nothing is left behind and the next run starts clean.
 
     Returns:
         The path written.
     """
     settings = settings or GenerationSettings()
     settings.validate()
-    if image.dim() == 4 and image.shape[0] != 1:
-        raise DemoInputError(f"generate_video takes one portrait, got a batch of {image.shape[0]}")
+    image = _check_image(image)
+    if image.shape[0] != 1:
+        raise DemoInputError(f"image: generate_video animates one portrait (H, W, 3), got a batch of "
+                             f"{image.shape[0]}; use encode_portrait and write_track_video for several")
     portrait = encode_portrait(model, image, crop=crop, box=box)
     audio = encode_audio(model, waveform, sample_rate, emotion=settings.emotion)
     native = model.cfg.fps
     n_native = int(audio.features.shape[1])
-    n_out = num_video_frames(audio.num_samples, audio.sample_rate, settings.fps)
+    n_out = audio.num_frames(settings.fps)
     windows = -(-n_native // model.fmt.cfg.num_frames)
     total = windows * settings.steps + n_out
     state = {"sampled": 0, "rendered": 0}
@@ -398,7 +473,6 @@ import contextlib  # noqa: E402  (imports of this section are kept with it)
 from fractions import Fraction  # noqa: E402
 
 from .io.media import even_size, frames_to_unit  # noqa: E402
-from .motion.retime import fps_fraction  # noqa: E402
 from .motion.track import MotionTrack  # noqa: E402
 
 
@@ -468,18 +542,18 @@ def motion_from_frames(
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
         raise DemoInputError(f"frames: expected a non-empty batch (N, H, W, 3), got {shape}")
     if crop not in ("auto", "center", "box", "none"):
-        raise DemoInputError(f"crop must be 'auto', 'center', 'box' or 'none', got {crop!r}")
+        raise DemoInputError(f"crop: expected 'auto', 'center', 'box' or 'none', got {crop!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise DemoInputError(f"batch: expected an integer >= 1, got {batch!r}")
     from .io.media import to_model_image
 
     size, mae, n = model.cfg.image_size, model.motion_autoencoder, int(frames.shape[0])
-    first = _check_image(frames[:1])[0]  # (H, W, 3)
+    first = _check_image(frames[:1], "frames")[0]  # (H, W, 3)
     crop_box = None if crop == "none" else face_crop_box(first, mode=crop, box=box, scale=scale)[0]
     latents = []
     with torch.inference_mode():
         for start in range(0, n, batch):
-            chunk = _check_image(frames[start:start + batch])  # (b, H, W, 3)
+            chunk = _check_image(frames[start:start + batch], "frames")  # (b, H, W, 3)
             if crop_box is None:
                 x = to_model_image(chunk, size)  # (b, 3, S, S)
             else:
@@ -548,8 +622,19 @@ def fit_audio(waveform: torch.Tensor, sample_rate: int, num_frames: int, fps: fl
     """Cut or zero-pad audio (..., n) to the duration of ``num_frames`` at ``fps``.
 
     The length is ``round(num_frames / fps × sample_rate)`` samples, computed exactly (the rule the
-    video writer uses for its audio track).
+    video writer uses for its audio track).  Any channel count and batch are kept.
+
+    Raises:
+        DemoInputError: naming ``audio`` for a non-float or NaN/inf waveform or a bad sample rate.
     """
+    if not isinstance(waveform, torch.Tensor) or waveform.dim() not in (1, 2, 3) or not waveform.is_floating_point():
+        shape = f"{tuple(waveform.shape)} {waveform.dtype}" if isinstance(waveform, torch.Tensor) else \
+            type(waveform).__name__
+        raise DemoInputError(f"audio: expected a float waveform (n,), (C, n) or (B, C, n), got {shape}")
+    if not _is_int(sample_rate) or sample_rate <= 0:
+        raise DemoInputError(f"audio sample_rate: expected a positive integer number of Hz, got {sample_rate!r}")
+    if not bool(torch.isfinite(waveform).all()):
+        raise DemoInputError("audio: the waveform contains NaN or infinite values; expected finite samples in -1..1")
     n = round(Fraction(int(num_frames)) / fps_fraction(fps) * int(sample_rate))
     have = int(waveform.shape[-1])
     if have >= n:
@@ -569,7 +654,8 @@ def paste_frames(
 
     Args:
         rendered: (P·T, S, S, 3) in [0, 1], portrait-major (portrait k owns frames k·T … (k+1)·T − 1).
-        original: (P, H, W, 3) or (1, H, W, 3) (or (H, W, 3)) in [0, 1].
+        original: (P, H, W, C) or (1, H, W, C) (or (H, W, C)) in [0, 1]; C = 3, 4 (RGBA, composited over
+            black as at encoding) or 1 (grey).
         crops: P crop boxes from :func:`encode_portrait`; None (crop "none") stretches the frames
             back to H × W.
         feather: blend width as a fraction of the box side (see :func:`face_crop.paste_back`).
@@ -585,7 +671,7 @@ def paste_frames(
     p = len(crops)
     if p == 0 or rendered.shape[0] % p:
         raise DemoInputError(f"rendered: {rendered.shape[0]} frames cannot be split evenly among {p} portraits")
-    original = original[None] if original.dim() == 3 else original
+    original = _check_image(original, "original")  # (P|1, H, W, 3); RGBA and grey become RGB
     if original.shape[0] not in (1, p):
         raise DemoInputError(f"original: expected 1 or {p} images (one per portrait), got {original.shape[0]}")
     t, (H, W) = rendered.shape[0] // p, original.shape[1:3]
@@ -628,8 +714,9 @@ def write_track_video(
         paths: one output path per portrait.
         audio: soundtrack (n,), (C, n) or (1, C, n) at ``audio_rate``, cut or padded to the video;
             more than two channels are mixed down to mono.
-        original: full-size images (P or 1, H, W, 3) to paste the frames back into (using
-            ``portrait.crops``); None writes the square crops.
+        original: full-size images (P or 1, H, W, C) to paste the frames back into (using
+            ``portrait.crops``; RGBA and grey as in :func:`paste_frames`, odd sides cut to even);
+            None writes the square crops.
         feather: paste-back blend width (fraction of the box side).
         batch: frames decoded per chunk.
         crf: x264 quality (0 lossless … 51).
@@ -644,6 +731,8 @@ def write_track_video(
         audio = audio[0] if audio.dim() == 3 else audio  # (C, n) or (n,)
         audio = audio.mean(0, keepdim=True) if audio.dim() == 2 and audio.shape[0] > 2 else audio
     motion = _render_motion(model, portrait, track)
+    if original is not None:
+        original = _check_image(original, "original")  # (P|1, H, W, 3), checked before any file is opened
     with contextlib.ExitStack() as stack:
         writers = [stack.enter_context(VideoWriter(p, track.fps, audio=audio, audio_rate=audio_rate, crf=crf))
                    for p in paths]
@@ -652,8 +741,7 @@ def write_track_video(
                 if original is None:
                     writer.write(frames_to_uint8(chunk[k]))  # (t, S, S, 3), as generate_video writes
                     continue
-                base = original[None] if original.dim() == 3 else original
-                pasted, _ = paste_frames(frames_to_unit(chunk[k]).cpu(), base[min(k, base.shape[0] - 1)],
+                pasted, _ = paste_frames(frames_to_unit(chunk[k]).cpu(), original[min(k, original.shape[0] - 1)],
                                          [portrait.crops[k]], feather=feather)
                 writer.write((pasted * 255.0).round().to(torch.uint8))  # (t, H', W', 3)
     return [writer.path for writer in writers]
@@ -679,7 +767,6 @@ __all__ += [
     "calibrate_model",
 ]
 
-import math  # noqa: E402
 import re  # noqa: E402
 
 from .motion.blinks import damp_blinks, insert_blinks, natural_blink_times  # noqa: E402
@@ -695,7 +782,7 @@ from .motion.factor_sidecar import (  # noqa: E402
 )
 from .motion.factor_space import FactorSpace  # noqa: E402
 from .motion.keyframe_edits import apply_keyframes  # noqa: E402
-from .motion.keyframes import parse_keyframes  # noqa: E402
+from .motion.keyframes import KeyframeSet, check_value_ranges, parse_keyframes  # noqa: E402
 from .motion.length_matching import match_length  # noqa: E402
 from .motion.mixing import mix_factors  # noqa: E402
 
@@ -787,13 +874,17 @@ class FactorEdits:
     seed: int = 0
     keyframes: str = ""
 
+    def keyframe_set(self) -> KeyframeSet:
+        """The parsed ``keyframes``, every key value within :func:`~demo_core.motion.keyframes.value_range`."""
+        return check_value_ranges(parse_keyframes(self.keyframes))
+
     def is_identity(self) -> bool:
         """True when no edit is asked for (the keyframes are parsed, so bad JSON raises here)."""
         if self.blinks not in BLINK_MODES:
             raise DemoInputError(f"blinks: expected one of {', '.join(BLINK_MODES)}, got {self.blinks!r}")
         return (all(g == 1 for g in self.gains.values()) and not any(self.offsets.values())
                 and not any(self.smoothing.values()) and not self.freeze_pose and not self.look_at_camera
-                and self.blinks == "keep" and not parse_keyframes(self.keyframes).tracks)
+                and self.blinks == "keep" and not self.keyframe_set().tracks)
 
 
 def _layout_factor(space: FactorSpace, name: str, what: str) -> str:
@@ -875,8 +966,9 @@ def edit_motion_track(track: MotionTrack, edits: FactorEdits, space: FactorSpace
         if sigma:
             x = smooth_factor(x, space, _layout_factor(space, name, f"{name}_smoothing"), float(sigma))
     x = _edit_blinks(x, space, edits, fps)
-    if parse_keyframes(edits.keyframes).tracks:
-        x = apply_keyframes(x, space, edits.keyframes, fps)
+    keyframes = edits.keyframe_set()
+    if keyframes.tracks:
+        x = apply_keyframes(x, space, keyframes, fps)
     return track.with_latents(x, source="edited")
 
 

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from demo_core.models.emotion_encoder import EMOTION_LABELS
 from demo_core.pipeline import encode_audio
 
 from .errors import node_errors
 from .types import CATEGORY_ROOT, DEMO_AUDIO_COND, DEMO_MODEL
 
-__all__ = ["DemoEncodeAudio"]
+__all__ = ["DemoEncodeAudio", "unpack_audio"]
 
 log = logging.getLogger("comfyui-demo")
+
+
+def unpack_audio(audio, name: str = "audio") -> tuple[torch.Tensor, int]:
+    """A ComfyUI AUDIO dict → ``(waveform (B, C, n), sample_rate)``; the engine checks the values."""
+    if not isinstance(audio, dict) or not isinstance(audio.get("waveform"), torch.Tensor) \
+            or "sample_rate" not in audio:
+        got = sorted(audio) if isinstance(audio, dict) else type(audio).__name__
+        raise ValueError(f"{name}: expected a ComfyUI AUDIO {{'waveform': tensor (B, C, n), 'sample_rate': Hz}}, "
+                         f"got {got}")
+    return audio["waveform"], audio["sample_rate"]
 
 
 class DemoEncodeAudio:
@@ -50,8 +62,8 @@ class DemoEncodeAudio:
             raise ValueError("audio_encoder_output: this model encodes speech with its own audio encoder (FLOAT's "
                              "wav2vec2 or DEMO's log-mel front end) and cannot use ComfyUI audio-encoder features; "
                              "disconnect the input")
-        waveform = audio["waveform"]
+        waveform, sample_rate = unpack_audio(audio)
         if waveform.dim() == 3 and waveform.shape[0] > 1:
             log.warning("DemoEncodeAudio: the AUDIO holds %d clips; only the first is used", waveform.shape[0])
             waveform = waveform[:1]
-        return (encode_audio(model, waveform, audio["sample_rate"], emotion=emotion),)
+        return (encode_audio(model, waveform, sample_rate, emotion=emotion),)

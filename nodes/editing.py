@@ -9,7 +9,7 @@ to DemoEditFactors' ``keyframes`` text box; the text alone is what runs, so work
 from __future__ import annotations
 
 from demo_core.errors import DemoInputError
-from demo_core.motion.keyframes import parse_keyframes
+from demo_core.motion.keyframes import check_value_ranges, parse_keyframes
 from demo_core.motion.length_matching import LENGTH_MODES
 from demo_core.pipeline import BLINK_MODES, FactorEdits, edit_motion_track, mix_motion_tracks, parse_blink_times
 
@@ -99,7 +99,7 @@ class DemoEditFactors:
     @classmethod
     def VALIDATE_INPUTS(cls, keyframes="", blink_times=""):
         try:
-            parse_keyframes(keyframes)
+            check_value_ranges(parse_keyframes(keyframes))
             parse_blink_times(blink_times)
         except DemoInputError as err:
             return f"{cls.__name__}: {err}"

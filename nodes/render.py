@@ -7,6 +7,7 @@ import torch
 from demo_core.pipeline import fit_audio, render_track, write_track_video
 
 from . import comfy_host
+from .audio import unpack_audio
 from .errors import node_errors
 from .types import CATEGORY_ROOT, DEMO_MODEL, DEMO_MOTION, DEMO_PORTRAIT
 
@@ -54,14 +55,13 @@ class DemoRenderFrames:
 
     @node_errors
     def render(self, model, portrait, motion, batch_size, audio=None, unique_id=None):
+        waveform, rate = (torch.zeros(1, 1, 0), SILENCE_RATE) if audio is None else unpack_audio(audio)
+        waveform = fit_audio(waveform, rate, motion.num_frames, motion.fps)  # checked before the long render
         progress = comfy_host.progress_callback(unique_id)
         images = render_track(model, portrait, motion, batch=batch_size, callback=progress,
                               device=comfy_host.intermediate_device())
-        if audio is None:
-            audio = {"waveform": torch.zeros(1, 1, 0), "sample_rate": SILENCE_RATE}
-        waveform = fit_audio(audio["waveform"], audio["sample_rate"], motion.num_frames, motion.fps)
         comfy_host.soft_empty_cache()
-        return (images, motion.fps, {"waveform": waveform, "sample_rate": audio["sample_rate"]})
+        return (images, motion.fps, {"waveform": waveform, "sample_rate": rate})
 
 
 class DemoRenderToVideo:
@@ -104,10 +104,10 @@ class DemoRenderToVideo:
                feather=0.1, unique_id=None):
         size = portrait.image.shape[-1]
         targets = comfy_host.save_targets(filename_prefix, "mp4", portrait.batch, size, size)
-        audio = audio or {"waveform": None, "sample_rate": None}
+        waveform, rate = (None, None) if audio is None else unpack_audio(audio)
         paths = write_track_video(
-            model, portrait, motion, [path for path, _ in targets], audio=audio["waveform"],
-            audio_rate=audio["sample_rate"], original=original_image, feather=feather, batch=batch_size, crf=crf,
+            model, portrait, motion, [path for path, _ in targets], audio=waveform, audio_rate=rate,
+            original=original_image, feather=feather, batch=batch_size, crf=crf,
             callback=comfy_host.progress_callback(unique_id))
         comfy_host.soft_empty_cache()
         previews = [{"filename": path.name, "subfolder": subfolder, "type": "output"}

@@ -101,6 +101,11 @@ def _check_safetensors_layout(path: Path) -> dict[str, Any]:
             raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes, no header).")
         (n,) = struct.unpack("<Q", head)
         if n > size - 8 or n > 100_000_000:
+            if f.read(1) != b"{":  # not even the start of a safetensors header (a JSON object)
+                raise CheckpointError(
+                    f"{path}: not a checkpoint: expected a .safetensors file or a PyTorch .pth/.pt/.ckpt file, "
+                    f"but its content is neither (it starts with {head!r})."
+                )
             raise CheckpointError(
                 f"{path}: not a valid safetensors file or truncated: the header claims {n} bytes but the file "
                 f"has {size} bytes. Re-download or re-export the file."
@@ -343,7 +348,8 @@ def check_state_dict(
         ``(to_load, missing_optional, unexpected)``.
 
     Raises:
-        CheckpointError: required keys missing, shapes wrong, or non-floating data for float tensors.
+        CheckpointError: required keys missing, shapes wrong, non-floating data for float tensors, or NaN/inf
+            values (a corrupted file).
     """
     expected = model.state_dict()
     to_load: dict[str, torch.Tensor] = {}
@@ -376,6 +382,14 @@ def check_state_dict(
         problems.append(f"{len(wrong)} tensors have the wrong shape or type ({_short_list(wrong, 3)})")
     if problems:
         raise CheckpointError(f"{source}: does not match the model: " + "; ".join(problems) + ".")
+    # A float64 sum is finite exactly when every value is (no float32/16 data can overflow it): one cheap pass.
+    corrupt = [k for k, t in to_load.items()
+               if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t.sum(dtype=torch.float64)))]
+    if corrupt:
+        raise CheckpointError(
+            f"{source}: {len(corrupt)} tensors hold NaN or infinite values ({_short_list(corrupt, 3)}); expected "
+            f"finite weights: the file is corrupted. Re-download or re-export it."
+        )
     unexpected = sorted(k for k in state if k not in expected)
     return to_load, missing_optional, unexpected
 

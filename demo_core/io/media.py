@@ -195,11 +195,13 @@ def prepare_waveform(
     elif waveform.dim() != 2:
         raise DemoInputError(f"{name}: expected shape (n,), (C, n) or (1, C, n), got {tuple(waveform.shape)}")
     if waveform.numel() == 0:
-        raise DemoInputError(f"{name}: the waveform is empty (shape {tuple(waveform.shape)})")
+        raise DemoInputError(f"{name}: the waveform is empty (shape {tuple(waveform.shape)}); "
+                             "expected audio samples")
     if not waveform.is_floating_point():
         raise DemoInputError(f"{name}: expected float samples in [-1, 1], got dtype {waveform.dtype}")
     if not bool(torch.isfinite(waveform).all()):
-        raise DemoInputError(f"{name}: the waveform contains NaN or infinite values")
+        raise DemoInputError(f"{name}: the waveform contains NaN or infinite values; "
+                             "expected finite samples in -1..1")
     mono = waveform.detach().to("cpu", torch.float64).mean(dim=0).numpy()  # (n,)
     out = _resample(mono, rate, target).astype(np.float32)  # (n_out,)
     return torch.from_numpy(np.ascontiguousarray(out)).to(waveform.device)
@@ -396,7 +398,8 @@ def _check_audio_track(audio, audio_rate) -> tuple[np.ndarray, int]:
     rate = _check_rate(audio_rate, "audio_rate")
     audio = audio.astype(np.float32)
     if not np.isfinite(audio).all():
-        raise DemoInputError("audio: the waveform contains NaN or infinite values")
+        raise DemoInputError("audio: the waveform contains NaN or infinite values; "
+                             "expected finite samples in -1..1")
     if rate not in _AAC_RATES:
         audio, rate = _resample(audio.astype(np.float64), rate, 48000).astype(np.float32), 48000
     return np.ascontiguousarray(np.clip(audio, -1.0, 1.0)), rate
@@ -405,11 +408,12 @@ def _check_audio_track(audio, audio_rate) -> tuple[np.ndarray, int]:
 class VideoWriter:
     """Streaming mp4 writer (h264 ``yuv420p`` via libx264, optional AAC audio), atomic on close.
 
-    Frames are encoded as they arrive.  The file is written to a hidden ``.<name>.<random>.partial.mp4``
-    in the target directory and renamed on a successful :meth:`close`; the final name is the path
-    asked for, or ``stem_0001.mp4``, ... if a file is already there (unless ``overwrite=True``).
-    An exception inside the ``with`` block, or :meth:`abort`, deletes the partial file.  Audio is
-    cut or padded with silence to exactly ``frames / fps`` seconds.
+    Frames are encoded as they arrive, reproducibly (the same frames give the same bytes).  The file is
+    written to a hidden ``.<name>.<random>.partial.mp4`` in the target directory and renamed on a
+    successful :meth:`close`; the final name is the path asked for, or ``stem_0001.mp4``, ... if a
+    file is already there (unless ``overwrite=True``).  An exception inside the ``with`` block, or
+    :meth:`abort`, deletes the partial file.  Audio is cut or padded with silence to exactly
+    ``frames / fps`` seconds.
 
     Example:
         >>> with VideoWriter("out.mp4", 25, audio=wave, audio_rate=16000) as writer:  # doctest: +SKIP
@@ -486,7 +490,10 @@ class VideoWriter:
         self._container = av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
         video = self._container.add_stream("libx264", rate=self._fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"crf": str(self._crf)}
+        # x264's macroblock-tree rate control gives different bitstreams for identical frames from run to run
+        # (seen with PyAV 18's libx264 whenever other work runs between frames); without it the same seed gives
+        # the same mp4, byte for byte.
+        video.options = {"crf": str(self._crf), "x264-params": "mbtree=0"}
         # sRGB input → BT.709 matrix, limited ("TV") range, tagged so players decode it the same way.
         codec = video.codec_context
         codec.colorspace, codec.color_range = Colorspace.ITU709, ColorRange.MPEG

@@ -47,6 +47,8 @@ __all__ = [
     "KeyframeTrack",
     "KeyframeSet",
     "default_mode",
+    "value_range",
+    "check_value_ranges",
     "parse_keyframes",
     "to_dict",
     "to_json",
@@ -118,6 +120,36 @@ class KeyframeSet:
 def default_mode(track_name: str) -> str:
     """Mode used when a track does not give one: ``gain`` for ``<factor>.gain``, else ``offset``."""
     return "gain" if track_name.endswith(".gain") else "offset"
+
+
+# Limits of key values: the editor's (``axisInfo`` in web/js/keyframe_model.js), so whatever it can draw is
+# accepted and hand-typed values outside are refused with the offending key instead of giving runaway motion.
+AXIS_RANGES = {
+    "pose.yaw": (-90.0, 90.0), "pose.pitch": (-90.0, 90.0), "pose.roll": (-90.0, 90.0),  # degrees
+    "pose.tx": (-1.0, 1.0), "pose.ty": (-1.0, 1.0), "pose.scale": (0.25, 4.0),
+    "gaze.x": (-1.0, 1.0), "gaze.y": (-1.0, 1.0), "blink.closure": (0.0, 1.0),
+}
+GAIN_RANGE = (-4.0, 4.0)
+COORDINATE_RANGE = (-10.0, 10.0)  # ``<factor>.c<i>`` and axes without a named range
+
+
+def value_range(track_name: str, mode: str) -> tuple[float, float]:
+    """Allowed key values of a track: the axis range for ``absolute``, its width either side of 0 for ``offset``,
+    -4..4 for ``gain``."""
+    if mode == "gain":
+        return GAIN_RANGE
+    lo, hi = AXIS_RANGES.get(track_name, GAIN_RANGE if track_name.endswith(".gain") else COORDINATE_RANGE)
+    return (lo, hi) if mode == "absolute" else (lo - hi, hi - lo)
+
+
+def check_value_ranges(kset: "KeyframeSet", name: str = "keyframes") -> "KeyframeSet":
+    """``kset`` validated again with :func:`value_range` limits on every track.
+
+    Raises:
+        DemoInputError: naming the track, the key and the allowed range of the first value outside it.
+    """
+    ranges = {t: value_range(t, track.mode) for t, track in kset.tracks.items()}
+    return parse_keyframes(kset, ranges=ranges, name=name)
 
 
 # --------------------------------------------------------------------------------------------
