@@ -4,7 +4,9 @@ A clip of ``T`` frames is generated in windows of ``L = fmt.cfg.num_frames`` fra
 noise ``x0`` (B, L, W) from t = 0 to t = 1 with classifier-free guidance; its prefix is the last ``P`` frames
 of window ``k − 1``'s sample and audio (zeros for the first window).  Audio of a short last window is
 right-padded by repeating its last frame.  The condition embedding of a window is computed once and reused
-by every solver step (it does not depend on t).
+by every solver step (it does not depend on t).  For a :class:`FlowTransformer` the guided velocity is
+evaluated by :class:`~demo_core.flow.guided_transformer.GuidedFlowTransformer`, which shares the work of the
+three guidance groups and skips the prefix rows the generated frames do not depend on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import Tensor
 
 from ..errors import DemoInputError
 from .guidance import ClassifierFreeGuidance, PrefixDroppingVelocity
+from .guided_transformer import GuidedFlowTransformer, supports_guided_transformer
 from .solvers import SOLVER_METHODS, ODESolver, time_grid
 
 __all__ = ["SamplerSettings", "iter_motion_windows", "sample_motion"]
@@ -146,8 +149,12 @@ def _windows(fmt, wr, wa, we, settings, generator, noise, callback, record, step
     B, T, A = wa.shape
     L, P, W = cfg.num_frames, cfg.num_prev_frames, cfg.dim_w
     grid = time_grid(settings.steps, device=wa.device)  # (steps + 1,)
-    guided = ClassifierFreeGuidance(fmt, settings.a_cfg, settings.e_cfg, settings.r_cfg)
-    solver = ODESolver(PrefixDroppingVelocity(guided))
+    if supports_guided_transformer(fmt):
+        guided = GuidedFlowTransformer(fmt, settings.a_cfg, settings.e_cfg, settings.r_cfg)
+        solver = ODESolver(guided)
+    else:
+        guided = ClassifierFreeGuidance(fmt, settings.a_cfg, settings.e_cfg, settings.r_cfg)
+        solver = ODESolver(PrefixDroppingVelocity(guided))
     num_windows = -(-T // L)
     total = num_windows * settings.steps
     prev_x = torch.zeros(B, P, W, device=wa.device, dtype=wa.dtype)
@@ -160,12 +167,15 @@ def _windows(fmt, wr, wa, we, settings, generator, noise, callback, record, step
         if wa_k.shape[1] < L:
             wa_k = torch.cat([wa_k, wa_k[:, -1:].expand(B, L - wa_k.shape[1], A)], dim=1)  # (B, L, A)
         with torch.no_grad():
-            emb = guided.embed_condition(wr=wr, wa=wa_k, prev_wa=prev_wa, we=we)  # (G*B, P + L, D)
+            if isinstance(guided, GuidedFlowTransformer):
+                cond = {"condition": guided.prepare(wr=wr, wa=wa_k, prev_wa=prev_wa, we=we)}
+            else:
+                cond = {"cond_embedding": guided.embed_condition(wr=wr, wa=wa_k, prev_wa=prev_wa, we=we)}
         window_cb = None if callback is None else (lambda s, n, _o=k * settings.steps: callback(_o + s, total))
         hook = None if step_hook is None else (lambda x, t, _k=k: step_hook(x, t, _k))
         result = solver.sample(
             x0, grid, settings.method, callback=window_cb, return_intermediates=record is not None,
-            step_hook=hook, prev_x=prev_x, cond_embedding=emb,
+            step_hook=hook, prev_x=prev_x, **cond,
         )
         if record is not None:
             sample, trajectory, velocity = result

@@ -13,10 +13,19 @@ Data flow:
 * :meth:`MotionAutoEncoder.render`: latent ``h_source + motion`` (B, W) + ``feats`` → image (B, 3, S, S).
 * :meth:`MotionAutoEncoder.decode` / :meth:`MotionAutoEncoder.iter_decode`: a motion sequence (B, T, W)
   → frames (B, T, 3, S, S), rendered a chunk of frames at a time.
+
+Rendering speed (same outputs as the literal definitions, to float rounding): every frame of a chunk goes
+through the decoder in one batch, channels-last, with each 3×3 modulated convolution as one dense
+convolution (see :mod:`~demo_core.models.stylegan_ops`); the encoder features are converted once per
+sequence; without autograd consumed activations are reused in place; the bilinear warp of channels-last
+features is one weighted gather (:func:`_gather_bilinear`); at the last level ToRGB's 1×1 convolution is
+applied to the features before the warp (they commute), so only 3 channels are warped at full resolution.
+Optional: bfloat16 (float16 on CUDA) convolutions via autocast, and ``torch.compile``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 
@@ -34,6 +43,7 @@ from .stylegan_ops import (
     ResBlock,
     StyledConv,
     Upsample,
+    inplace_allowed,
 )
 
 __all__ = [
@@ -184,6 +194,79 @@ def _grid_sample_rows(feat: Tensor, grid: Tensor) -> Tensor:
     return out.reshape(n, c, h, w)  # (Bf·k, C, H, W)
 
 
+def _gather_bilinear(feat: Tensor, grid: Tensor, mask: Tensor) -> Tensor:
+    """``grid_sample(feat, grid) · mask`` for channels-last features as ONE weighted gather (``embedding_bag``):
+    each output pixel is the sum of its four neighbouring feature rows (C values each, contiguous in
+    channels-last memory) weighted by the bilinear weights times the mask; out-of-range neighbours get weight 0
+    (zeros padding).  Weights follow PyTorch's CPU bilinear kernel (``ix = (x + 1)·W/2 − 0.5``); the result is
+    channels-last, so no layout conversion follows.
+
+    Args:
+        feat: (Bf, C, Hf, Wf), channels-last contiguous.
+        grid: (N, H, W, 2) with N = Bf·k (row n samples ``feat[n // k]``).
+        mask: (N, 1, H, W).
+
+    Returns:
+        (N, C, H, W) with channels-last strides.
+    """
+    bf, c, hf, wf = feat.shape
+    n, h, w, _ = grid.shape
+    ix = (grid[..., 0] + 1) * (wf * 0.5) - 0.5  # (N, H, W) source column
+    iy = (grid[..., 1] + 1) * (hf * 0.5) - 0.5  # (N, H, W) source row
+    x0, y0 = ix.floor(), iy.floor()
+    dx, dy = ix - x0, iy - y0  # distances to the west column / north row
+    m = mask.reshape(n, h, w)
+    north, south = (1 - dy) * m, dy * m  # row weights times the mask
+    x0i, y0i = x0.to(torch.int64), y0.to(torch.int64)
+    in_x0, in_x1 = (x0i >= 0) & (x0i < wf), (x0i >= -1) & (x0i < wf - 1)
+    in_y0, in_y1 = (y0i >= 0) & (y0i < hf), (y0i >= -1) & (y0i < hf - 1)
+    col0, col1 = x0i.clamp(0, wf - 1), (x0i + 1).clamp(0, wf - 1)
+    row0, row1 = y0i.clamp(0, hf - 1) * wf, (y0i + 1).clamp(0, hf - 1) * wf
+    if bf > 1:
+        first = (torch.arange(n, device=feat.device) // (n // bf) * (hf * wf)).view(n, 1, 1)  # (N, 1, 1)
+        row0, row1 = row0 + first, row1 + first
+    index = torch.empty(n, h, w, 4, dtype=torch.int64, device=feat.device)
+    weight = torch.empty(n, h, w, 4, dtype=feat.dtype, device=feat.device)
+    for k, (row, col, wy, wx, inside) in enumerate((
+        (row0, col0, north, 1 - dx, in_y0 & in_x0),
+        (row0, col1, north, dx, in_y0 & in_x1),
+        (row1, col0, south, 1 - dx, in_y1 & in_x0),
+        (row1, col1, south, dx, in_y1 & in_x1),
+    )):
+        torch.add(row, col, out=index[..., k])
+        torch.mul(wy * wx, inside, out=weight[..., k])
+    table = feat.permute(0, 2, 3, 1).reshape(bf * hf * wf, c)  # (Bf·Hf·Wf, C), a view
+    out = F.embedding_bag(index.view(-1, 4), table, per_sample_weights=weight.view(-1, 4), mode="sum")
+    return out.view(n, h, w, c).permute(0, 3, 1, 2)  # (N, C, H, W), channels-last strides
+
+
+def warp_features(feat: Tensor, grid: Tensor, mask: Tensor) -> Tensor:
+    """``grid_sample(feat, grid, bilinear, zeros, align_corners=False) · mask`` with grid row n sampling
+    ``feat[n // k]``.
+
+    On the CPU without autograd (and outside ``torch.compile``), channels-last features with at least 8 channels
+    use :func:`_gather_bilinear` (the result stays channels-last); otherwise ``grid_sample``.
+
+    Args:
+        feat: (Bf, C, Hf, Wf).
+        grid: (N, H, W, 2) with N = Bf·k.
+        mask: (N, 1, H, W).
+
+    Returns:
+        (N, C, H, W).
+    """
+    n, bf = grid.shape[0], feat.shape[0]
+    if n % bf:
+        raise DemoInputError(f"feature batch {bf} does not divide the latent batch {n}")
+    inplace = inplace_allowed()
+    if inplace and feat.shape[1] >= 8 and feat.device.type == "cpu" and feat.is_contiguous(
+        memory_format=torch.channels_last
+    ):
+        return _gather_bilinear(feat, grid, mask)
+    sampled = _grid_sample_rows(feat, grid)  # (N, C, H, W)
+    return sampled.mul_(mask) if inplace else sampled * mask
+
+
 # ----------------------------------------------------------------------------------------------------------
 # encoder
 # ----------------------------------------------------------------------------------------------------------
@@ -277,6 +360,9 @@ class ConstantInput(nn.Module):
 class ToRGB(nn.Module):
     """``FusedLeakyReLU(conv1×1(x)) + bias [+ Upsample×2(skip)]``.
 
+    The 1×1 convolution (:meth:`project`) is linear and acts per pixel, so it commutes with the bilinear warp
+    that produces ``x``; the decoder uses this at its last level to warp 3 projected channels instead of C.
+
     Keys: ``bias`` (1, 3, 1, 1), ``upsample.kernel`` (if ``upsample``), ``conv.0.weight`` (3, in, 1, 1),
     ``conv.1.bias`` (1, 3, 1, 1).
     """
@@ -289,12 +375,26 @@ class ToRGB(nn.Module):
             self.upsample = Upsample(**fk)
         self.conv = nn.Sequential(EqualConv2d(in_channels, 3, 1, bias=False, **fk), FusedLeakyReLU(3, **fk))
 
-    def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
-        """(B, in, H, W) [, (B, 3, H/2, W/2)] -> (B, 3, H, W)."""
-        out = self.conv(x) + self.bias
+    def project(self, x: Tensor) -> Tensor:
+        """The 1×1 convolution alone: (B, in, H, W) -> (B, 3, H, W), contiguous (planar) for any input layout."""
+        conv = self.conv[0]
+        b, c, h, w = x.shape
+        weight = (conv.weight[:, :, 0, 0] * conv.scale).to(x.dtype)  # (3, in)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            pixels = x.permute(0, 2, 3, 1).reshape(b, h * w, c).transpose(1, 2)  # (B, in, H·W), a strided view
+            return torch.matmul(weight, pixels).reshape(b, 3, h, w)  # (B, 3, H, W)
+        return conv(x)
+
+    def finish(self, y: Tensor, skip: Tensor | None = None) -> Tensor:
+        """Activation, bias and skip on a projected (B, 3, H, W) map."""
+        out = self.conv[1](y) + self.bias
         if skip is not None:
             out = out + self.upsample(skip)
         return out
+
+    def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
+        """(B, in, H, W) [, (B, 3, H/2, W/2)] -> (B, 3, H, W)."""
+        return self.finish(self.project(x), skip)
 
 
 class ToFlow(nn.Module):
@@ -316,8 +416,22 @@ class ToFlow(nn.Module):
             self.upsample = Upsample(**fk)
         self.conv = ModulatedConv2d(in_channels, 3, 1, style_dim, demodulate=False, **fk)
 
+    def flow_field(self, x: Tensor, latent: Tensor, skip: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Raw ``o`` (N, 3, H, W), sampling ``grid`` (N, H, W, 2) and ``mask`` (N, 1, H, W) for activation ``x``."""
+        o = self.conv(x, latent)  # (N, 3, H, W)
+        if o.dtype in (torch.float16, torch.bfloat16):
+            o = o.float()  # flow fields and grids stay float32 under autocast
+        o = o + self.bias
+        if skip is not None:
+            o = o + self.upsample(skip)
+        n, _, h, w = o.shape
+        offset = torch.tanh(o[:, 0:2]).permute(0, 2, 3, 1)  # (N, H, W, 2)
+        mask = torch.sigmoid(o[:, 2:3])  # (N, 1, H, W)
+        grid = (base_grid(h, w, device=o.device, dtype=o.dtype) + offset).contiguous()  # (N, H, W, 2)
+        return o, grid, mask
+
     def forward(
-        self, x: Tensor, latent: Tensor, feat: Tensor, skip: Tensor | None = None
+        self, x: Tensor, latent: Tensor, feat: Tensor, skip: Tensor | None = None, *, reuse_x: bool = False
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Warp one pyramid level.
 
@@ -326,24 +440,28 @@ class ToFlow(nn.Module):
             latent: (N, W).
             feat: encoder features (Bf, C, H, W) with N = Bf·k (row n uses ``feat[n // k]``).
             skip: previous level's raw ``o`` (N, 3, H/2, W/2) or None.
+            reuse_x: ``mixed`` may be written into ``x``'s memory (only without autograd).
 
         Returns:
             warped (N, C, H, W), mixed (N, C, H, W), o (N, 3, H, W), grid (N, H, W, 2).
         """
-        o = self.conv(x, latent) + self.bias  # (N, 3, H, W)
-        if skip is not None:
-            o = o + self.upsample(skip)
-        h, w = o.shape[-2:]
-        offset = torch.tanh(o[:, 0:2]).permute(0, 2, 3, 1)  # (N, H, W, 2)
-        mask = torch.sigmoid(o[:, 2:3])  # (N, 1, H, W)
-        grid = base_grid(h, w, device=o.device, dtype=o.dtype) + offset  # (N, H, W, 2)
-        warped = _grid_sample_rows(feat, grid) * mask  # (N, C, H, W)
-        mixed = warped + x * (1 - mask)
+        o, grid, mask = self.flow_field(x, latent, skip)
+        warped = warp_features(feat, grid, mask)  # (N, C, H, W)
+        keep = 1 - mask  # (N, 1, H, W)
+        if reuse_x and inplace_allowed():
+            mixed = torch.addcmul(warped, x, keep, out=x)  # warped + x·(1 − mask)
+        else:
+            mixed = warped + x * keep
         return warped, mixed, o, grid
 
 
 class MotionDecoder(nn.Module):
-    """``dec``: direction basis, constant input, styled convs, ToRGB and ToFlow per level 8 … S."""
+    """``dec``: direction basis, constant input, styled convs, ToRGB and ToFlow per level 8 … S.
+
+    Rendering runs channels-last (``channels_last``; an attribute, not a weight): every 3×3 modulated
+    convolution is one dense convolution over the whole batch, and without autograd the intermediate
+    activations are updated in place.
+    """
 
     def __init__(self, cfg: MotionAutoEncoderConfig, *, device=None, dtype=None) -> None:
         super().__init__()
@@ -363,6 +481,12 @@ class MotionDecoder(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.to_rgbs = nn.ModuleList(to_rgbs)
         self.to_flows = nn.ModuleList(to_flows)
+        self.channels_last = True
+
+    def prepare_features(self, feats: Sequence[Tensor]) -> list[Tensor]:
+        """Encoder features in the renderer's memory format (a no-op when they already are)."""
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return [f.contiguous(memory_format=fmt) for f in feats]
 
     def forward(
         self, latent: Tensor, feats: Sequence[Tensor], taps: dict | None = None
@@ -381,15 +505,26 @@ class MotionDecoder(nn.Module):
         if len(feats) != len(self.to_flows):
             raise DemoInputError(f"feats: expected {len(self.to_flows)} feature maps, got {len(feats)}")
         n = latent.shape[0]
-        h = self.conv1(self.input(n), latent)  # (N, C(4), 4, 4)
+        feats = self.prepare_features(feats)
+        scratch = taps is None and not torch.is_grad_enabled()  # consumed activations are not needed again
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        h = self.input(n).contiguous(memory_format=fmt)  # (N, C(4), 4, 4)
+        h = self.conv1(h, latent)  # (N, C(4), 4, 4); h may share memory with the parameter: never overwritten
         if taps is not None:
             taps["dec.conv1"] = h
         rgb = o = flow = None
+        last = len(self.to_flows) - 1
         for j, (to_flow, to_rgb) in enumerate(zip(self.to_flows, self.to_rgbs)):
-            h0 = self.convs[2 * j](h, latent)  # (N, C(r), r, r), upsampled
-            h1 = self.convs[2 * j + 1](h0, latent)  # (N, C(r), r, r)
-            warped, h, o, grid = to_flow(h1, latent, feats[j], o)
-            rgb = to_rgb(warped, rgb)  # (N, 3, r, r)
+            h0 = self.convs[2 * j](h, latent, overwrite_input=scratch)  # (N, C(r), r, r), upsampled
+            h1 = self.convs[2 * j + 1](h0, latent, overwrite_input=scratch)  # (N, C(r), r, r)
+            if j == last and scratch:
+                # the last level's mixed activation is unused and ToRGB's 1×1 conv commutes with the warp:
+                # warp the 3 projected channels instead of all C(S)
+                o, grid, mask = to_flow.flow_field(h1, latent, o)
+                rgb = to_rgb.finish(warp_features(to_rgb.project(feats[j]), grid, mask), rgb)  # (N, 3, S, S)
+            else:
+                warped, h, o, grid = to_flow(h1, latent, feats[j], o, reuse_x=scratch)
+                rgb = to_rgb(warped, rgb)  # (N, 3, r, r)
             if grid.shape[1] == FLOW_RESOLUTION:
                 flow = grid
             if taps is not None:
@@ -400,7 +535,22 @@ class MotionDecoder(nn.Module):
                 taps[f"dec.to_flows.{j}.flow_logits"] = o
                 taps[f"dec.to_flows.{j}.grid"] = grid
                 taps[f"dec.to_rgbs.{j}"] = rgb
-        return rgb, flow
+        return rgb.contiguous(), flow
+
+
+def _autocast(x: Tensor, dtype: torch.dtype | None):
+    """Autocast context for a lower compute precision (a null context for None or x's own dtype).
+
+    Raises:
+        DemoInputError: for float16 on a CPU or a dtype that is not a floating-point type.
+    """
+    if dtype is None or dtype == x.dtype:
+        return contextlib.nullcontext()
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise DemoInputError(f"dtype: expected None, torch.bfloat16 or torch.float16, got {dtype}")
+    if dtype == torch.float16 and x.device.type == "cpu":
+        raise DemoInputError("dtype: float16 rendering needs a GPU; use torch.bfloat16 on the CPU")
+    return torch.autocast(device_type=x.device.type, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -477,6 +627,7 @@ class MotionAutoEncoder(nn.Module):
         *,
         return_flow: bool = False,
         taps: dict | None = None,
+        dtype: torch.dtype | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Render one image per latent row.
 
@@ -486,25 +637,49 @@ class MotionAutoEncoder(nn.Module):
                 ``feats[·][n // k]`` (k = 1: one feature row per latent row).
             return_flow: also return the sampling grid of the 64×64 level.
             taps: optional dict of intermediate tensors (see :meth:`MotionDecoder.forward`).
+            dtype: compute precision of the convolutions: None (the model's dtype), ``torch.bfloat16``, or
+                ``torch.float16`` (CUDA only), via autocast; flow fields, grids and warps stay float32.
+                Results are returned in the latent's dtype.
 
         Returns:
             image (N, 3, S, S) (no tanh, no clamp), and with ``return_flow`` the grid (N, 64, 64, 2).
         """
         if latent.ndim != 2 or latent.shape[1] != self.cfg.dim_w:
             raise DemoInputError(f"latent: expected shape (N, {self.cfg.dim_w}), got {tuple(latent.shape)}")
-        img, flow = self.dec(latent, feats, taps)
+        with _autocast(latent, dtype):
+            img, flow = self.dec(latent, feats, taps)
+        img = img.to(latent.dtype)
         return (img, flow) if return_flow else img
 
+    def compiled_decoder(self) -> nn.Module:
+        """``torch.compile`` of the decoder (built on first use; kept outside the module tree)."""
+        compiled = self.__dict__.get("_compiled_decoder")
+        if compiled is None:
+            compiled = torch.compile(self.dec, dynamic=False)
+            self.__dict__["_compiled_decoder"] = compiled
+        return compiled
+
     def iter_decode(
-        self, h_source: Tensor, feats: Sequence[Tensor], motion: Tensor, *, chunk_size: int = 8
+        self,
+        h_source: Tensor,
+        feats: Sequence[Tensor],
+        motion: Tensor,
+        *,
+        chunk_size: int = 8,
+        dtype: torch.dtype | None = None,
+        compile: bool = False,
     ) -> Iterator[Tensor]:
         """Render a motion sequence chunk by chunk (for streaming).
+
+        The features are converted once to the renderer's memory format and reused for every chunk.
 
         Args:
             h_source: (B, W) appearance codes.
             feats: encoder features of the B portraits, low→high res, each (B, C(r), r, r).
             motion: (B, T, W) motion latents.
             chunk_size: frames rendered per call (the decoder batch is B·chunk_size).
+            dtype: compute precision, see :meth:`render`.
+            compile: run the decoder through ``torch.compile`` (first chunks are slow while it compiles).
 
         Yields:
             (B, t_chunk, 3, S, S) frame chunks in time order.
@@ -515,14 +690,18 @@ class MotionAutoEncoder(nn.Module):
             )
         if int(chunk_size) < 1:
             raise DemoInputError(f"chunk_size: expected >= 1, got {chunk_size}")
+        _autocast(motion, dtype)  # validates dtype before the first chunk
         b, t, w = motion.shape
         s = self.cfg.size
+        feats = self.dec.prepare_features(feats)
+        dec = self.compiled_decoder() if compile else self.dec
         for t0 in range(0, t, int(chunk_size)):
             m = motion[:, t0 : t0 + int(chunk_size)]  # (B, tc, W)
             tc = m.shape[1]
             latent = (h_source[:, None, :] + m).reshape(b * tc, w)  # (B·tc, W), portrait-major
-            img = self.render(latent, feats)  # (B·tc, 3, S, S)
-            yield img.reshape(b, tc, 3, s, s)  # (B, tc, 3, S, S)
+            with _autocast(latent, dtype):
+                img, _ = dec(latent, feats)  # (B·tc, 3, S, S)
+            yield img.to(motion.dtype).reshape(b, tc, 3, s, s)  # (B, tc, 3, S, S)
 
     def decode(self, h_source: Tensor, feats: Sequence[Tensor], motion: Tensor, *, chunk_size: int = 8) -> Tensor:
         """Render a motion sequence: frame t of portrait b = render(h_source[b] + motion[b, t], feats[b]).

@@ -5,10 +5,13 @@ Everything here is pure PyTorch and written from the description in
 
 * equalised learning rate: weights are stored unscaled and multiplied at run time by ``1/sqrt(fan_in)``;
 * fused leaky ReLU: ``sqrt(2) * leaky_relu(x + bias, 0.2)`` with a ``bias`` parameter of shape (1, C, 1, 1);
-* the (1, 3, 3, 1) FIR kernel and FIR resampling (blur, ×2 upsampling), implemented as a single depthwise
-  (grouped) convolution over all channels; ×2 upsampling is a stride-2 transposed convolution, which is
-  the polyphase form of "insert zeros, pad, convolve" and never multiplies the inserted zeros;
-* modulated convolution with per-sample weights, run as one grouped convolution over the batch.
+* the (1, 3, 3, 1) FIR kernel and FIR resampling: the blur is ONE depthwise convolution over all channels;
+  ×2 upsampling is in polyphase form (four 2×2 phase filters as one depthwise convolution + ``pixel_shuffle``),
+  so the inserted zeros are never multiplied;
+* modulated convolution: the batch is modulated on the activations, convolved with ONE shared weight (a dense
+  convolution, channels-last friendly) and demodulated on the outputs; without autograd the demodulation,
+  bias and leaky ReLU are applied in place on the convolution output.  The literal per-sample-weight form
+  stays available as :meth:`ModulatedConv2d.forward_reference` (and :func:`upfirdn2d_reference`) for tests.
 
 Module attribute names (``weight``, ``bias``, ``kernel``, ``modulation``, ``blur``) are chosen so that
 ``state_dict`` keys equal FLOAT's.  Every module takes ``device``/``dtype`` from the caller.
@@ -25,6 +28,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "SQRT2",
+    "inplace_allowed",
     "make_fir_kernel",
     "fused_leaky_relu",
     "blur2d",
@@ -43,6 +47,12 @@ __all__ = [
 ]
 
 SQRT2 = math.sqrt(2.0)
+
+
+def inplace_allowed() -> bool:
+    """True when consumed activations may be overwritten in place: no autograd is recorded and no
+    ``torch.compile`` trace is running (inductor plans its own buffers and fuses the element-wise work)."""
+    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -118,10 +128,37 @@ def blur2d(x: Tensor, kernel: Tensor, pad: tuple[int, int]) -> Tensor:
     return F.conv2d(x, weight, groups=channels)
 
 
+def _polyphase_weight(kernel: Tensor, p0: int, channels: int, dtype: torch.dtype) -> tuple[Tensor, int]:
+    """Phase kernels of ×2 FIR upsampling, stacked as a depthwise conv2d weight.
+
+    Output sample ``2m + p`` of "insert zeros, pad p0, convolve with k" is ``Σ_j x[m + (p + j - p0) / 2] · k'[j]``
+    over the taps ``j`` with ``p + j - p0`` even (``k'`` = flipped kernel).  All offsets of both phases fit in one
+    window ``[omin, omin + n)``; the four 2-D phases become four output channels per input channel (order
+    ``2·py + px``, as ``pixel_shuffle`` expects).
+
+    Returns:
+        weight (channels·4, 1, n, n) and the window start ``omin`` (the input is padded by ``-omin`` before).
+    """
+    kh = kernel.shape[0]
+    kf = torch.flip(kernel, (0, 1)).to(torch.float64)
+    taps = [[((p + j - p0) // 2, j) for j in range(kh) if (p + j - p0) % 2 == 0] for p in (0, 1)]
+    omin = min(o for ph in taps for o, _ in ph)
+    n = max(o for ph in taps for o, _ in ph) - omin + 1
+    w = torch.zeros(4, n, n, dtype=torch.float64)
+    for py in (0, 1):
+        for px in (0, 1):
+            for oy, jy in taps[py]:
+                for ox, jx in taps[px]:
+                    w[2 * py + px, oy - omin, ox - omin] = kf[jy, jx]
+    w = w.to(device=kernel.device, dtype=dtype)[None].expand(channels, 4, n, n)  # (C, 4, n, n)
+    return w.reshape(channels * 4, 1, n, n), omin
+
+
 def upsample2d(x: Tensor, kernel: Tensor, pad: tuple[int, int] | None = None) -> Tensor:
     """×2 FIR upsampling: equal to "insert one zero after every sample, zero-pad (p0, p1), convolve with
-    ``kernel``" but computed as a stride-2 depthwise transposed convolution (the polyphase form), so the
-    inserted zeros are never multiplied.
+    ``kernel``", computed in polyphase form so the inserted zeros are never multiplied: for FLOAT's 4-tap kernel
+    the four output phases are 2×2 filters of the input, run as ONE depthwise convolution with 4 outputs per
+    channel followed by ``pixel_shuffle`` (other paddings use a stride-2 depthwise transposed convolution).
 
     For a K-tap kernel the default padding is ``p0 = K // 2``, ``p1 = K // 2 - 1`` ((2, 1) for FLOAT's 4-tap
     kernel), which gives an output of exactly twice the input size.
@@ -141,6 +178,12 @@ def upsample2d(x: Tensor, kernel: Tensor, pad: tuple[int, int] | None = None) ->
     if p1 != p0 - 1 or not 0 <= p0 <= kh - 1:
         raise ValueError(f"upsample2d: padding {(p0, p1)} not supported for a {kh}-tap kernel")
     channels = x.shape[1]
+    if 2 * p0 == kh:  # output exactly 2H: polyphase form
+        weight, omin = _polyphase_weight(kernel, p0, channels, x.dtype)  # (4C, 1, n, n)
+        n = weight.shape[-1]
+        xp = F.pad(x, (-omin, n - 1 + omin, -omin, n - 1 + omin))  # (B, C, H + n - 1, W + n - 1)
+        phases = F.conv2d(xp, weight, groups=channels)  # (B, 4C, H, W)
+        return F.pixel_shuffle(phases, 2)  # (B, C, 2H, 2W)
     # Transposed conv: out[n] = sum_a x[a] * w[n + P - 2a]; the upfirdn form is
     # out[n] = sum_a x[a] * kernel[n + K - 1 - p0 - 2a], so w = kernel (unflipped) and P = K - 1 - p0.
     weight = _depthwise_weight(kernel.to(dtype=x.dtype), channels, flip=False)  # (C, 1, K, K)
@@ -283,12 +326,17 @@ class Upsample(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """StyleGAN2 modulated convolution with per-sample weights.
+    """StyleGAN2 modulated convolution.
 
-    ``s = modulation(latent)`` (B, in); ``w_b = weight · s_b[i] / sqrt(in·k²)``; optionally demodulated by
-    ``(Σ w_b[o]² + 1e-8)^(-1/2)`` per output channel.  The whole batch runs as one grouped convolution
-    (groups = B).  With ``upsample`` the convolution is a stride-2 transposed convolution (2H+1) followed by
-    a blur with 4·k and padding (1, 1), giving 2H.
+    ``s = modulation(latent)`` (B, in); per sample the weight is ``w_b = weight · s_b[i] / sqrt(in·k²)``, optionally
+    demodulated by ``d_b[o] = (Σ_{i,kh,kw} w_b[o, i, kh, kw]² + 1e-8)^(-1/2)``.  With ``upsample`` the convolution is
+    a stride-2 transposed convolution (2H+1) followed by a blur with 4·k and padding (1, 1), giving 2H.
+
+    :meth:`forward` never builds per-sample weights: since ``conv(x, w_b) = conv(x · s_b, weight / sqrt(in·k²))``
+    and ``d_b`` only scales output channels, the batch is modulated on the activations, convolved with ONE shared
+    weight (a dense convolution, i.e. one large GEMM for the whole batch) and demodulated on the outputs, with
+    ``d_b² = (s_b² / (in·k²)) @ Σ_k weight²`` from a small matmul.  1×1 layers use the per-sample weights
+    directly in a batched matmul (no activation pass).  :meth:`forward_reference` is the literal per-sample form.
 
     Parameters: ``weight`` (1, out, in, k, k); ``modulation`` = EqualLinear(style_dim → in, bias 1);
     ``blur`` (only with ``upsample``; buffer ``blur.kernel``).
@@ -319,9 +367,10 @@ class ModulatedConv2d(nn.Module):
         if upsample:
             self.blur = Blur((1, 1), gain=4.0, **fk)
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1.0, **fk)
+        self._weight_sq_cache: tuple | None = None
 
     def modulated_weight(self, latent: Tensor) -> Tensor:
-        """Per-sample weights.
+        """Per-sample weights (the literal definition; :meth:`forward` does not need them).
 
         Args:
             latent: (B, style_dim).
@@ -336,28 +385,103 @@ class ModulatedConv2d(nn.Module):
             w = w * demod[:, :, None, None, None]
         return w
 
+    def _weight_sq(self) -> Tensor:
+        """Σ_{kh,kw} weight² (out, in); cached while the weight is unchanged and no gradient is recorded."""
+        w = self.weight
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or w.is_inference():
+            return w[0].square().sum(dim=(2, 3))  # (inference tensors have no version counter to key on)
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._weight_sq_cache is None or self._weight_sq_cache[0] != key:
+            with torch.no_grad():
+                self._weight_sq_cache = (key, w[0].square().sum(dim=(2, 3)))  # (out, in)
+        return self._weight_sq_cache[1]
+
+    def styles(self, latent: Tensor) -> Tensor:
+        """Modulation including the equalised-lr scale: ``s / sqrt(in·k²)`` (B, in)."""
+        return self.modulation(latent) * self.scale
+
+    def demodulation(self, style: Tensor) -> Tensor:
+        """``d`` (B, out) for scaled styles ``style`` (B, in) from :meth:`styles`."""
+        return torch.rsqrt(style.square() @ self._weight_sq().T + 1e-8)  # (B, out)
+
+    def _shared_conv(self, x: Tensor, style: Tensor, overwrite_input: bool = False) -> Tensor:
+        """Convolution of the modulated activations with the shared weight (blur included when upsampling);
+        with ``overwrite_input`` (and no autograd) ``x`` is modulated in place."""
+        s = style[:, :, None, None].to(x.dtype)  # (B, in, 1, 1)
+        xm = x.mul_(s) if overwrite_input and inplace_allowed() else x * s  # keeps x's memory format
+        w = self.weight[0].to(x.dtype)  # (out, in, k, k)
+        if self.upsample:
+            y = F.conv_transpose2d(xm, w.transpose(0, 1), stride=2)  # (B, out, 2H+1, 2W+1)
+            return self.blur(y)  # (B, out, 2H, 2W)
+        return F.conv2d(xm, w, padding=self.kernel_size // 2)  # (B, out, H, W)
+
+    def _pointwise(self, x: Tensor, style: Tensor) -> Tensor:
+        """1×1 layer as a batched matmul with per-sample weights (B, out, in); the output is contiguous
+        (planar), whatever the memory format of ``x``."""
+        b, c, h, w_ = x.shape
+        wb = self.weight[0, :, :, 0, 0] * style[:, None, :]  # (B, out, in)
+        if self.demodulate:
+            wb = wb * torch.rsqrt(wb.square().sum(dim=2, keepdim=True) + 1e-8)
+        wb = wb.to(x.dtype)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            pixels = x.permute(0, 2, 3, 1).reshape(b, h * w_, c).transpose(1, 2)  # (B, in, H·W), a strided view
+        else:
+            pixels = x.reshape(b, c, h * w_)  # (B, in, H·W)
+        return torch.bmm(wb, pixels).reshape(b, -1, h, w_)  # (B, out, H, W)
+
     def forward(self, x: Tensor, latent: Tensor) -> Tensor:
         """Modulated convolution.
 
         Args:
-            x: (B, in, H, W).
+            x: (B, in, H, W), contiguous or channels-last (the output has the same memory format).
             latent: (B, style_dim).
 
         Returns:
             (B, out, H, W), or (B, out, 2H, 2W) with ``upsample``.
         """
+        style = self.styles(latent)  # (B, in)
+        if self.kernel_size == 1 and not self.upsample:
+            return self._pointwise(x, style)
+        y = self._shared_conv(x, style)
+        if self.demodulate:
+            y = y * self.demodulation(style)[:, :, None, None].to(y.dtype)
+        return y
+
+    def forward_activated(self, x: Tensor, bias: Tensor, latent: Tensor, *, overwrite_input: bool = False) -> Tensor:
+        """``fused_leaky_relu(forward(x, latent), bias)`` with the demodulation, bias and activation applied in
+        place on the convolution output when no gradient is recorded (uses ``sqrt2·lrelu(z) = lrelu(sqrt2·z)``).
+
+        Args:
+            x: (B, in, H, W).
+            bias: (1, out, 1, 1) activation bias.
+            latent: (B, style_dim).
+            overwrite_input: ``x`` is not needed afterwards and may be modulated in place (no autograd only).
+
+        Returns:
+            (B, out, H', W').
+        """
+        if not inplace_allowed() or self.kernel_size == 1 or not self.demodulate:
+            return fused_leaky_relu(self.forward(x, latent), bias)
+        style = self.styles(latent)  # (B, in)
+        y = self._shared_conv(x, style, overwrite_input)  # fresh tensor, safe to overwrite
+        d = (self.demodulation(style) * SQRT2)[:, :, None, None].to(y.dtype)  # (B, out, 1, 1)
+        torch.addcmul((bias * SQRT2).to(y.dtype), y, d, out=y)
+        return F.leaky_relu_(y, 0.2)
+
+    def forward_reference(self, x: Tensor, latent: Tensor) -> Tensor:
+        """Literal definition with per-sample weights (slow; for tests): one grouped (transposed) convolution
+        over the batch, then for ``upsample`` the blur as zero-padded FIR filtering."""
         b, c, h, w_ = x.shape
         k = self.kernel_size
         weight = self.modulated_weight(latent)  # (B, out, in, k, k)
+        x = x.contiguous()
         if self.upsample:
             wt = weight.transpose(1, 2).reshape(b * c, self.out_channels, k, k)  # (B·in, out, k, k)
-            xg = x.reshape(1, b * c, h, w_)  # (1, B·in, H, W)
-            y = F.conv_transpose2d(xg, wt, stride=2, padding=0, groups=b)  # (1, B·out, 2H+1, 2W+1)
+            y = F.conv_transpose2d(x.reshape(1, b * c, h, w_), wt, stride=2, groups=b)  # (1, B·out, 2H+1, 2W+1)
             y = y.reshape(b, self.out_channels, y.shape[-2], y.shape[-1])  # (B, out, 2H+1, 2W+1)
-            return self.blur(y)  # (B, out, 2H, 2W)
+            return upfirdn2d_reference(y, self.blur.kernel, pad=(1, 1))  # (B, out, 2H, 2W)
         wg = weight.reshape(b * self.out_channels, c, k, k)  # (B·out, in, k, k)
-        xg = x.reshape(1, b * c, h, w_)  # (1, B·in, H, W)
-        y = F.conv2d(xg, wg, padding=k // 2, groups=b)  # (1, B·out, H, W)
+        y = F.conv2d(x.reshape(1, b * c, h, w_), wg, padding=k // 2, groups=b)  # (1, B·out, H, W)
         return y.reshape(b, self.out_channels, h, w_)  # (B, out, H, W)
 
     def extra_repr(self) -> str:
@@ -405,8 +529,15 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection(**fk)
         self.activate = FusedLeakyReLU(out_channels, **fk)
 
-    def forward(self, x: Tensor, latent: Tensor, noise: Tensor | None = None) -> Tensor:
-        """(B, in, H, W), (B, style_dim) -> (B, out, H, W) or (B, out, 2H, 2W) when upsampling."""
+    def forward(
+        self, x: Tensor, latent: Tensor, noise: Tensor | None = None, *, overwrite_input: bool = False
+    ) -> Tensor:
+        """(B, in, H, W), (B, style_dim) -> (B, out, H, W) or (B, out, 2H, 2W) when upsampling.
+
+        ``overwrite_input``: ``x`` is dead after this call and may be used as scratch (no autograd only).
+        """
+        if noise is None:
+            return self.conv.forward_activated(x, self.activate.bias, latent, overwrite_input=overwrite_input)
         return self.activate(self.noise(self.conv(x, latent), noise))
 
 
