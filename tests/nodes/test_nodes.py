@@ -291,3 +291,22 @@ def test_model_loaded_under_inference_mode_renders(tmp_path, monkeypatch):
         path, = run("DemoRenderToVideo", model=model, portrait=portrait, motion=motion, batch_size=4,
                     filename_prefix="im", crf=18, audio=audio)
     assert path.endswith(".mp4")
+
+
+def test_embedded_model_end_to_end():
+    """The embedded default model through the nodes: portrait + speech → frames + audio of matching length."""
+    from nodes.comfy_host import EMBEDDED_PREFIX, list_checkpoints
+
+    name = EMBEDDED_PREFIX + "demo_synthetic_64"
+    assert name in list_checkpoints()
+    model, = run("DemoLoadModel", checkpoint=name, device="cpu", dtype="float32")
+    assert isinstance(model, DemoModel)
+    seconds, rate = 1.1, 48000
+    audio = speech(seconds, rate, channels=2)
+    portrait, _, _, cond = _encode(model, portrait_image(96, 96), audio)
+    motion = _sample(model, portrait, cond, fps=30.0)
+    images, fps, out_audio = run("DemoRenderFrames", model=model, portrait=portrait, motion=motion, batch_size=16,
+                                 audio=audio)
+    assert images.shape[0] == math.ceil(seconds * 30) and fps == 30.0
+    assert images.shape[1] % 2 == 0 and images.shape[2] % 2 == 0
+    assert out_audio["waveform"].shape[-1] == round(images.shape[0] / fps * rate)
