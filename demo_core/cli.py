@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _generate(args) -> int:
     import torch
 
-    from .io.media import load_audio, load_image
+    from .io.media import load_audio_mono, load_image
     from .models.loader import load_model
     from .pipeline import GenerationSettings, generate_video
 
@@ -115,7 +115,10 @@ def _generate(args) -> int:
     model, report = load_model(ckpt, device=device, dtype=_dtype(args.dtype))
     print(f"model: {report.summary()}", file=sys.stderr)
     image = load_image(image_path)
-    waveform, rate = load_audio(audio_path)
+    # decoded, mixed and resampled to the model's rate frame by frame: the file's channels at their own rate
+    # are never held whole (the same samples as load_audio + prepare_waveform; the length follows the file)
+    rate = model.cfg.sampling_rate
+    waveform, source_samples, source_rate = load_audio_mono(audio_path, rate)
 
     bar = None
     if not args.no_progress:
@@ -131,7 +134,7 @@ def _generate(args) -> int:
 
     try:
         out = generate_video(model, image, waveform, rate, args.out, settings, crop=args.crop, box=box,
-                             progress=progress)
+                             progress=progress, source=(source_samples, source_rate))
     finally:
         if bar is not None:
             bar.close()

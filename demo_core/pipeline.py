@@ -30,9 +30,10 @@ from .errors import DemoInputError
 from .face_crop import CropBox, crop_image, face_crop_box
 from .flow.window_sampler import SamplerSettings, iter_motion_windows
 from .io.media import VideoWriter, frames_to_uint8, prepare_waveform
-from .models.audio_encoder import normalize_waveform
+from .models.audio_encoder import apply_normalization, normalization_stats, normalize_waveform
 from .models.emotion_encoder import EMOTION_LABELS, emotion_condition
 from .models.float_model import FloatModel
+from .models.logmel_audio_encoder import DEFAULT_SEGMENT_FRAMES, LogMelAudioEncoder
 from .motion.retime import fps_fraction, num_video_frames, resample_trajectory
 
 __all__ = [
@@ -282,6 +283,7 @@ def encode_audio(
     sample_rate: int,
     *,
     emotion: str = "auto",
+    source: tuple[int, int] | None = None,
 ) -> AudioCondition:
     """Turn speech into per-frame audio conditions and the emotion condition.
 
@@ -293,9 +295,17 @@ def encode_audio(
             audio and NaN/inf samples raise :class:`DemoInputError`.
         sample_rate: rate of ``waveform`` in Hz.
         emotion: ``"auto"`` or an emotion label.
+        source: ``(samples, rate)`` of the audio as it was given, when ``waveform`` was already mixed and
+            resampled from it (:func:`~demo_core.io.media.load_audio_mono`): the video length follows it
+            exactly, as if the original had been passed.  None: ``waveform`` is the original.
 
     Returns:
         :class:`AudioCondition` at the model's native fps.
+
+    Memory: a log-mel audio encoder (DEMO) encodes the clip :data:`DEFAULT_SEGMENT_FRAMES` frames at a time,
+    normalising each slice with whole-clip statistics, so neither the STFT nor a normalised copy of the
+    whole clip is ever held (the features equal the whole-clip ones to float rounding).  FLOAT's wav2vec2
+    encoder attends over the whole clip and is run on it whole.
     """
     if not isinstance(emotion, str) or emotion.lower() not in ("auto", "s2e", "none") + EMOTION_LABELS:
         raise DemoInputError(f"emotion: expected 'auto' or one of {', '.join(EMOTION_LABELS)}, got {emotion!r}")
@@ -308,12 +318,24 @@ def encode_audio(
                              f"frame ({frame_ms:.0f} ms at {float(cfg.fps):g} fps); expected at least "
                              f"{frame_ms:.0f} ms of speech")
     frames = num_video_frames(n, cfg.sampling_rate, cfg.fps)
-    a = normalize_waveform(mono.unsqueeze(0)).to(device=model.device, dtype=model.dtype)  # (1, n)
-    wa = model.audio_encoder(a, frames)  # (1, T, W)
+
+    def normalized() -> torch.Tensor:  # (1, n), the whole clip
+        return normalize_waveform(mono.unsqueeze(0)).to(device=model.device, dtype=model.dtype)
+
+    if isinstance(model.audio_encoder, LogMelAudioEncoder):  # local in time: segment by segment
+        mean, scale = normalization_stats(mono.unsqueeze(0))
+
+        def normalize_slice(x: torch.Tensor) -> torch.Tensor:
+            return apply_normalization(x, mean, scale).to(device=model.device, dtype=model.dtype)
+
+        wa = model.audio_encoder(mono.unsqueeze(0), frames, segment_frames=DEFAULT_SEGMENT_FRAMES,
+                                 transform=normalize_slice)  # (1, T, W)
+    else:  # wav2vec2 attends over the whole clip
+        wa = model.audio_encoder(normalized(), frames)  # (1, T, W)
     label = emotion.lower()
     if label in ("auto", "s2e", "none") and model.emotion_encoder is None:
         label = "neutral"  # a checkpoint without an emotion classifier: neutral condition
-    probs_fn = None if model.emotion_encoder is None else (lambda: model.emotion_encoder.predict(a))
+    probs_fn = None if model.emotion_encoder is None else (lambda: model.emotion_encoder.predict(normalized()))
     we = emotion_condition(
         None if label in ("auto", "s2e", "none") else label,
         batch=1,
@@ -321,8 +343,18 @@ def encode_audio(
         device=model.device,
         dtype=model.dtype,
     )
+    source_samples, source_rate = _check_source(source) or (int(waveform.shape[-1]), int(sample_rate))
     return AudioCondition(features=wa, emotion=we, num_samples=n, sample_rate=cfg.sampling_rate, waveform=mono,
-                          source_samples=int(waveform.shape[-1]), source_rate=int(sample_rate))
+                          source_samples=source_samples, source_rate=source_rate)
+
+
+def _check_source(source) -> tuple[int, int] | None:
+    if source is None:
+        return None
+    if (not isinstance(source, (tuple, list)) or len(source) != 2
+            or not all(_is_int(v) and int(v) > 0 for v in source)):
+        raise DemoInputError(f"source: expected (samples, rate), two positive integers, got {source!r}")
+    return int(source[0]), int(source[1])
 
 
 def iter_motion(
@@ -358,7 +390,15 @@ def sample_motion(
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """Sample the whole motion trajectory (B, T, W) at the model's native fps."""
-    return torch.cat(list(iter_motion(model, portrait, audio, settings, generator=generator, callback=callback)), dim=1)
+    out, t = None, 0
+    for window in iter_motion(model, portrait, audio, settings, generator=generator, callback=callback):
+        if out is None:  # filled in place: no list of windows next to their concatenation
+            out = window.new_empty(window.shape[0], int(audio.features.shape[1]), window.shape[2])
+        out[:, t:t + window.shape[1]] = window
+        t += int(window.shape[1])
+    if out is None or t != out.shape[1]:
+        raise RuntimeError(f"sample_motion: the windows cover {t} frames, expected {audio.features.shape[1]}")
+    return out
 
 
 def retime_motion(motion: torch.Tensor, audio: AudioCondition, native_fps: float, fps: float) -> torch.Tensor:
@@ -397,11 +437,13 @@ def generate_video(
     box: tuple[float, float, float, float] | None = None,
     progress: Callback | None = None,
     overwrite: bool = False,
+    source: tuple[int, int] | None = None,
 ) -> Path:
     """Portrait + speech → mp4 with the speech muxed in, streamed chunk by chunk.
 
-    The number of frames is exactly ``ceil(audio_seconds × fps)``; memory is bounded by one window
-    of motion and one render batch, whatever the audio length.
+    The number of frames is exactly ``ceil(audio_seconds × fps)``; besides the 16 kHz mono waveform and the
+    per-frame audio features and motion latents (T × W floats), memory is bounded by one audio segment, one
+    window of motion and one render batch, whatever the audio length.
 
     Args:
         model: loaded model.
@@ -415,6 +457,8 @@ def generate_video(
         progress: ``callback(done, total)`` over sampling steps plus frames.  An exception it raises (a
             host's cancel, Ctrl-C) stops the run; the mp4 is written under a hidden temporary name and
             renamed only when complete, so nothing is left behind and the next run starts clean.
+        source: see :func:`encode_audio` (the CLI passes :func:`~demo_core.io.media.load_audio_mono`'s
+            16 kHz mono with the file's length and rate, so the file's channels are never held whole).
 
     Returns:
         The path written.
@@ -426,7 +470,7 @@ def generate_video(
         raise DemoInputError(f"image: generate_video animates one portrait (H, W, 3), got a batch of "
                              f"{image.shape[0]}; use encode_portrait and write_track_video for several")
     portrait = encode_portrait(model, image, crop=crop, box=box)
-    audio = encode_audio(model, waveform, sample_rate, emotion=settings.emotion)
+    audio = encode_audio(model, waveform, sample_rate, emotion=settings.emotion, source=source)
     native = model.cfg.fps
     n_native = int(audio.features.shape[1])
     n_out = audio.num_frames(settings.fps)
@@ -441,15 +485,17 @@ def generate_video(
 
     generator = make_generator(settings.seed, model.device)
     motion = sample_motion(model, portrait, audio, settings, generator=generator, callback=on_step)
-    motion = resample_trajectory(motion, native, settings.fps, n_out)
+    if not (fps_fraction(native) == fps_fraction(settings.fps) and n_out == n_native):
+        motion = resample_trajectory(motion, native, settings.fps, n_out)  # (else it would be a copy)
+    wave, wave_rate = audio.waveform, audio.sample_rate
+    del audio  # the features are no longer needed while frames are rendered
 
     def on_frames(done: int, _total: int) -> None:
         state["rendered"] = done
         if progress is not None:
             progress(state["sampled"] + state["rendered"], total)
 
-    with VideoWriter(out_path, settings.fps, audio=audio.waveform, audio_rate=audio.sample_rate,
-                     overwrite=overwrite) as writer:
+    with VideoWriter(out_path, settings.fps, audio=wave, audio_rate=wave_rate, overwrite=overwrite) as writer:
         for chunk in iter_frames(model, portrait, motion, batch=settings.render_batch, callback=on_frames):
             writer.write(frames_to_uint8(chunk[0]))
     return writer.path

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from demo_core.cli import main as cli_main
+from demo_core.errors import DemoInputError
 from demo_core.models.loader import load_model
 from demo_core.pipeline import (
     GenerationSettings,
@@ -89,3 +90,77 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "nope.safetensors" in err and "Traceback" not in err
     code = cli_main(["generate", "--checkpoint", str(tmp_path), "--fps", "5", "--out", str(tmp_path / "o.mp4")])
     assert code == 2 and "fps" in capsys.readouterr().err
+
+
+# -- streaming memory (issue #6): segmented log-mel encoding, in-place motion, no extra copies ----------------
+
+
+@pytest.fixture(scope="module")
+def tiny_demo():
+    from demo_core.models.demo_model import DemoModel
+    from tests.models.demo_tiny import tiny_demo_config
+
+    torch.manual_seed(0)
+    return DemoModel(tiny_demo_config()).eval()
+
+
+@pytest.mark.parametrize("rate, channels", [(16000, 1), (44100, 2)])
+def test_encode_audio_segments_logmel_clips_like_the_whole_clip(monkeypatch, tiny_demo, rate, channels):
+    """A log-mel model's audio is encoded a few frames at a time (awkward segment size, clip not a multiple
+    of it) from the raw waveform with whole-clip statistics: the same features as the whole-clip encoder."""
+    import demo_core.pipeline as pipeline
+    from demo_core.io.media import prepare_waveform
+    from demo_core.models.audio_encoder import normalize_waveform
+
+    wave = _speech(3.37, rate, channels) + 0.01 * torch.randn(channels, int(3.37 * rate))
+    whole = encode_audio(tiny_demo, wave, rate, emotion="neutral")  # 85 frames < 500: one segment
+    monkeypatch.setattr(pipeline, "DEFAULT_SEGMENT_FRAMES", 7)
+    audio = encode_audio(tiny_demo, wave, rate, emotion="neutral")
+    mono = prepare_waveform(wave, rate)
+    with torch.no_grad():
+        ref = tiny_demo.audio_encoder(normalize_waveform(mono[None]), audio.features.shape[1])
+    assert audio.features.shape == ref.shape == (1, 85, 16)
+    torch.testing.assert_close(whole.features, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(audio.features, ref, atol=1e-5, rtol=0)
+    assert torch.equal(audio.waveform, mono) and audio.num_frames(25) == 85
+
+
+def test_sample_motion_equals_the_concatenated_windows(tiny_demo):
+    from demo_core.pipeline import iter_motion
+
+    portrait = encode_portrait(tiny_demo, torch.rand(64, 64, 3), crop="none")
+    audio = encode_audio(tiny_demo, _speech(1.1), 16000, emotion="neutral")  # 28 frames: windows of 8, last 4
+    s = GenerationSettings(steps=2, seed=3)
+    motion = sample_motion(tiny_demo, portrait, audio, s)
+    assert motion.shape == (1, 28, 32)
+    assert torch.equal(motion, torch.cat(list(iter_motion(tiny_demo, portrait, audio, s)), dim=1))
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_generate_video_with_a_logmel_model(monkeypatch, tmp_path, tiny_demo, fps):
+    """End to end with segmented audio encoding, at the native fps (no retiming copy) and at another."""
+    import demo_core.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "DEFAULT_SEGMENT_FRAMES", 9)
+    out = generate_video(tiny_demo, torch.rand(64, 64, 3), _speech(1.3), 16000, tmp_path / "talk.mp4",
+                         GenerationSettings(steps=1, fps=fps, render_batch=4), crop="none")
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(c.streams.video[0])) == math.ceil(1.3 * fps)
+        assert c.streams.audio
+
+
+def test_prepared_audio_with_its_source_length_gives_the_same_condition(tiny_demo):
+    """The CLI's path: 16 kHz mono from load_audio_mono plus the original length = the original audio."""
+    from demo_core.io.media import prepare_waveform
+
+    rate, n = 44100, 44100 + 1234  # 1.028 s: its 16 kHz length rounds up
+    wave = _speech(n / rate, rate, 2)
+    original = encode_audio(tiny_demo, wave, rate, emotion="neutral")
+    mono = prepare_waveform(wave, rate)
+    prepared = encode_audio(tiny_demo, mono, 16000, emotion="neutral", source=(wave.shape[1], rate))
+    assert torch.equal(prepared.features, original.features) and torch.equal(prepared.waveform, original.waveform)
+    assert (prepared.source_samples, prepared.source_rate) == (original.source_samples, original.source_rate)
+    assert prepared.num_frames(30) == original.num_frames(30) == math.ceil(30 * n / rate)
+    for bad in ((0, 16000), (100,), (1.5, 16000), "x"):
+        with pytest.raises(DemoInputError, match="source"):
+            encode_audio(tiny_demo, mono, 16000, source=bad)

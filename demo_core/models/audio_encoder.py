@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..errors import DemoInputError
 from .wav2vec2 import Wav2Vec2Config, Wav2Vec2Model, wav2vec2_base_config
 
-__all__ = ["AudioEncoderConfig", "AudioEncoder", "normalize_waveform"]
+__all__ = ["AudioEncoderConfig", "AudioEncoder", "normalize_waveform", "normalization_stats", "apply_normalization"]
 
 
 def normalize_waveform(a: Tensor) -> Tensor:
@@ -47,6 +47,39 @@ def normalize_waveform(a: Tensor) -> Tensor:
     mean = x.mean(dim=-1, keepdim=True)
     var = x.var(dim=-1, unbiased=False, keepdim=True)
     return ((x - mean) / torch.sqrt(var + 1e-7)).to(torch.float32)
+
+
+def normalization_stats(a: Tensor, chunk: int = 1 << 18) -> tuple[Tensor, Tensor]:
+    """The statistics of :func:`normalize_waveform` without a float64 copy of the waveform.
+
+    Mean and population variance in float64, accumulated ``chunk`` samples at a time (two passes), so the
+    working memory is a few MiB whatever the length; they match the whole-array figures to float64 rounding.
+
+    Args:
+        a: Waveform (n,) or (B, n), any float dtype.
+        chunk: Samples per step.
+
+    Returns:
+        ``(mean, scale)``, float64 of shape (1,) or (B, 1), with ``scale = √(var + 1e−7)``:
+        ``apply_normalization(a, mean, scale)`` ≈ ``normalize_waveform(a)`` (to float32 rounding).
+    """
+    if a.dim() not in (1, 2) or a.shape[-1] == 0:
+        raise DemoInputError(f"audio: expected a waveform of shape (n,) or (B, n) with n > 0, got {tuple(a.shape)}")
+    n = int(a.shape[-1])
+    total = torch.zeros(a.shape[:-1] + (1,), dtype=torch.float64, device=a.device)
+    for s in range(0, n, chunk):
+        total += a[..., s:s + chunk].to(torch.float64).sum(dim=-1, keepdim=True)
+    mean = total / n
+    sq = torch.zeros_like(mean)
+    for s in range(0, n, chunk):
+        sq += (a[..., s:s + chunk].to(torch.float64) - mean).square().sum(dim=-1, keepdim=True)
+    return mean, torch.sqrt(sq / n + 1e-7)
+
+
+def apply_normalization(a: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
+    """``(a − mean) / scale`` in float64 → float32, with :func:`normalization_stats` of the whole waveform;
+    sample-wise, so it may be applied to any slice of it (rows: (B, m) with the (B, 1) statistics)."""
+    return ((a.to(torch.float64) - mean) / scale).to(torch.float32)
 
 
 @dataclass

@@ -14,13 +14,18 @@ and a frame count T:
 
 Same call signature as FLOAT's :class:`~demo_core.models.audio_encoder.AudioEncoder`: ``forward(a, num_frames)``.
 torchaudio is not needed: the STFT is ``torch.stft`` and the filterbank is computed here.
+
+Long clips: ``features(a, T, segment_frames=S)`` (and ``forward``) encode S video frames at a time, each segment
+with the mel frames its receptive field needs on either side, so peak memory no longer grows with the clip; the
+result equals the whole-clip computation to float rounding.  ``transform`` lets the caller normalise each slice
+of the raw waveform with whole-clip statistics, so that no normalised copy of a long clip is made either.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +33,12 @@ from torch import Tensor, nn
 
 from ..errors import DemoInputError
 
-__all__ = ["LogMelAudioEncoderConfig", "LogMelAudioEncoder", "mel_filterbank", "hz_to_mel", "mel_to_hz"]
+__all__ = ["LogMelAudioEncoderConfig", "LogMelAudioEncoder", "mel_filterbank", "hz_to_mel", "mel_to_hz",
+           "DEFAULT_SEGMENT_FRAMES"]
+
+# Video frames per segment when a long clip is encoded piecewise (20 s at 25 fps: a few MiB of STFT and
+# activations per segment; the context recomputed at each join is ~7 % of a segment).
+DEFAULT_SEGMENT_FRAMES = 500
 
 
 @dataclass
@@ -207,44 +217,122 @@ class LogMelAudioEncoder(nn.Module):
 
     def log_mel(self, a: Tensor) -> Tensor:
         """Log-mel spectrogram ``(B, n_mels, n // hop + 1)`` (float32), frame j centred on sample ``j · hop``."""
+        return self._log_mel(a, center=True)
+
+    def _log_mel(self, a: Tensor, *, center: bool) -> Tensor:
+        """``center=False``: frame j covers samples ``[j · hop, j · hop + n_fft)`` of ``a`` (no padding)."""
         c = self.config
         spec = torch.stft(
             a.float(), n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
-            window=self.window.float(), center=True, pad_mode="constant", return_complex=True,
+            window=self.window.float(), center=center, pad_mode="constant", return_complex=True,
         )  # (B, F, N)
         power = spec.real**2 + spec.imag**2
+        del spec
         mel = torch.einsum("bfn,fm->bmn", power, self.mel_fb.float())  # (B, n_mels, N)
         return torch.log(mel + 1e-6)
 
-    def features(self, a: Tensor, num_frames: int) -> Tensor:
+    @property
+    def mel_radius(self) -> int:
+        """Receptive-field half-width of the conv stack in mel frames (input conv 1 + one dilation per block)."""
+        return 1 + sum(self.config.dilations)
+
+    def _mel_stack(self, lm: Tensor) -> Tensor:
+        """Log-mel (B, n_mels, N) → per-mel-frame features (B, C, N) (zero padding at both ends of N)."""
+        dtype = self.input_conv.weight.dtype
+        x = self.input_norm(lm.transpose(1, 2).to(dtype)).transpose(1, 2)  # (B, n_mels, N)
+        x = self.input_conv(x)  # (B, C, N)
+        for block in self.blocks:
+            x = block(x)
+        return self.out_norm(x)  # (B, C, N)
+
+    def _frame_positions(self, k0: int, k1: int, num_mel: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Mel indices ``i0``, ``i1`` (int64) and weights (float64) of video frames ``k0 … k1-1``."""
+        c = self.config
+        pos = torch.arange(k0, k1, dtype=torch.float64) * (c.sampling_rate / (c.fps * c.hop_length))
+        pos = pos.clamp(max=num_mel - 1)
+        i0 = pos.floor().long()  # (k1 - k0,)
+        i1 = (i0 + 1).clamp(max=num_mel - 1)
+        return i0, i1, pos - i0.to(torch.float64)
+
+    @staticmethod
+    def _interpolate(x: Tensor, i0: Tensor, i1: Tensor, w1: Tensor) -> Tensor:
+        """(B, C, N) at fractional mel positions → (B, T, C)."""
+        w1 = w1.to(device=x.device, dtype=x.dtype)
+        i0, i1 = i0.to(x.device), i1.to(x.device)
+        return (x[..., i0] * (1 - w1) + x[..., i1] * w1).transpose(1, 2)  # (B, T, C)
+
+    def features(self, a: Tensor, num_frames: int, *, segment_frames: int | None = None,
+                 transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """Per-frame features before the FMT projection.
 
         Args:
             a: normalised waveform (B, n) at ``sampling_rate``.
             num_frames: T; the waveform is cropped or zero-padded to ``num_samples(T)``.
+            segment_frames: None (whole clip at once) or S: encode S video frames at a time, each segment
+                with :attr:`mel_radius` mel frames (and the STFT window) of context on either side, so the
+                STFT and the conv activations never exceed one segment whatever T; the result equals the
+                whole-clip computation to float rounding.
+            transform: optional sample-wise map applied to ``a`` before it is cropped or padded (with
+                ``segment_frames``, to each slice of it only), e.g. normalisation with whole-clip statistics:
+                ``a`` may then be the raw waveform and no transformed copy of the whole clip is made.
 
         Returns:
             (B, T, dim_feature); row k describes the audio around ``t = k / fps``.
         """
         self._check_inputs(a, num_frames)
         T = int(num_frames)
+        if segment_frames is not None:
+            if isinstance(segment_frames, bool) or int(segment_frames) != segment_frames or int(segment_frames) < 1:
+                raise DemoInputError(f"segment_frames: expected a positive integer or None, got {segment_frames!r}")
+            if int(segment_frames) < T:
+                return self._features_segmented(a, T, int(segment_frames), transform)
+        if transform is not None:
+            a = transform(a)
         n_t = self.num_samples(T)
         a = a[:, :n_t] if a.shape[1] >= n_t else F.pad(a, (0, n_t - a.shape[1]))  # (B, n_T)
-        dtype = self.input_conv.weight.dtype
-        x = self.input_norm(self.log_mel(a).transpose(1, 2).to(dtype)).transpose(1, 2)  # (B, n_mels, N)
-        x = self.input_conv(x)  # (B, C, N)
-        for block in self.blocks:
-            x = block(x)
-        x = self.out_norm(x)  # (B, C, N)
-        c = self.config
-        pos = torch.arange(T, device=x.device, dtype=torch.float64) * (c.sampling_rate / (c.fps * c.hop_length))
-        pos = pos.clamp(max=x.shape[-1] - 1)
-        i0 = pos.floor().long()  # (T,)
-        i1 = (i0 + 1).clamp(max=x.shape[-1] - 1)
-        w1 = (pos - i0.to(torch.float64)).to(x.dtype)  # (T,)
-        x = x[..., i0] * (1 - w1) + x[..., i1] * w1  # (B, C, T)
-        return self.feature_proj(x.transpose(1, 2))  # (B, T, dim_feature)
+        x = self._mel_stack(self.log_mel(a))  # (B, C, N)
+        i0, i1, w1 = self._frame_positions(0, T, x.shape[-1])
+        return self.feature_proj(self._interpolate(x, i0, i1, w1))  # (B, T, dim_feature)
 
-    def forward(self, a: Tensor, num_frames: int) -> Tensor:
-        """Args: normalised waveform (B, n), num_frames T. Returns: ``wa`` (B, T, dim_a)."""
-        return self.audio_projection(self.features(a, num_frames))
+    def _features_segmented(self, a: Tensor, T: int, seg: int, transform) -> Tensor:
+        """:meth:`features` ``seg`` video frames at a time (see there): bounded memory whatever T."""
+        c = self.config
+        hop, half = c.hop_length, c.n_fft // 2
+        n_t = self.num_samples(T)
+        n_real = min(int(a.shape[1]), n_t)  # samples of ``a`` inside the cropped / zero-padded clip
+        num_mel = n_t // hop + 1  # frames of the centred STFT of the whole (B, n_T) clip
+        r = self.mel_radius
+        out = None
+        for k0 in range(0, T, seg):
+            k1 = min(T, k0 + seg)
+            i0, i1, w1 = self._frame_positions(k0, k1, num_mel)
+            # mel frames the conv stack must see for frames i0[0] … i1[-1] to be exact: the zero padding at a
+            # segment's ends then reaches no frame that is used (or is the clip's own edge, as in the whole clip)
+            j0, j1 = max(0, int(i0[0]) - r), min(num_mel, int(i1[-1]) + 1 + r)
+            # STFT frames j0 … j1-1 of the centred whole-clip STFT = uncentred STFT of samples
+            # [j0·hop − n_fft/2, (j1−1)·hop − n_fft/2 + n_fft), zero outside the clip
+            lo, hi = j0 * hop - half, (j1 - 1) * hop - half + c.n_fft
+            x = self._mel_stack(self._log_mel(self._clip_slice(a, lo, hi, n_real, transform), center=False))
+            feats = self.feature_proj(self._interpolate(x, i0 - j0, i1 - j0, w1))  # (B, k1 - k0, D)
+            if out is None:
+                out = feats.new_empty(feats.shape[0], T, feats.shape[2])
+            out[:, k0:k1] = feats
+            del x, feats
+        return out
+
+    @staticmethod
+    def _clip_slice(a: Tensor, lo: int, hi: int, n_real: int, transform) -> Tensor:
+        """Samples ``lo … hi-1`` of ``transform(a[:, :n_real])``, zero outside ``[0, n_real)``: (B, hi − lo)."""
+        s0 = max(lo, 0)
+        s1 = max(min(hi, n_real), s0)
+        part = a[:, s0:s1]  # may be empty (a slice wholly past the clip's end): then all zeros
+        if transform is not None:
+            part = transform(part)
+        left, right = s0 - lo, hi - s1
+        return F.pad(part, (left, right)) if left or right else part
+
+    def forward(self, a: Tensor, num_frames: int, *, segment_frames: int | None = None,
+                transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """Args: normalised waveform (B, n), num_frames T (``segment_frames``, ``transform``: see
+        :meth:`features`). Returns: ``wa`` (B, T, dim_a)."""
+        return self.audio_projection(self.features(a, num_frames, segment_frames=segment_frames, transform=transform))

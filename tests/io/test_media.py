@@ -23,6 +23,7 @@ from demo_core.io.media import (
     frames_to_uint8,
     frames_to_unit,
     load_audio,
+    load_audio_mono,
     load_image,
     prepare_waveform,
     read_video,
@@ -89,6 +90,69 @@ def test_wav_round_trip(tmp_path, rate, dtype, channels):
     assert sample_rate == rate
     assert waveform.dtype == torch.float32 and waveform.shape == (channels, base.shape[1])
     assert np.abs(waveform.numpy() - expected).max() < tol
+
+
+@pytest.mark.parametrize("expected", [0, 1, 1000, 2500, 2600, 10_000])
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_sample_buffer_gives_the_concatenated_frames(expected, channels):
+    """load_audio's buffer (sized from the header: exact, understated, overstated or unknown) = concatenation."""
+    from demo_core.io.media import _SampleBuffer
+
+    g = np.random.default_rng(expected + channels)
+    frames = [g.standard_normal((channels, k)).astype(np.float32) for k in (1024, 1024, 300, 152)]
+    buf = _SampleBuffer()
+    buf.expect(expected)
+    for f in frames:
+        buf.append(f)
+    out = buf.result()
+    assert buf.size == 2500 and out.flags.c_contiguous
+    assert np.array_equal(out, np.concatenate(frames, axis=1))
+
+
+@pytest.mark.parametrize("suffix, rate, channels, block", [
+    (".wav", 44100, 2, 1000),
+    (".wav", 44100, 2, 1 << 18),
+    (".wav", 16000, 1, 777),
+    (".wav", 22050, 6, 5000),
+    (".mp3", 44100, 2, 3000),
+    (".m4a", 48000, 1, 4096),
+])
+def test_load_audio_mono_equals_load_then_prepare(monkeypatch, tmp_path, suffix, rate, channels, block):
+    """Decoding, clipping, mixing and resampling frame by frame gives the samples of load_audio followed by
+    prepare_waveform, bit for bit, and the file's own length and rate."""
+    import demo_core.io.media as media
+
+    monkeypatch.setattr(media, "_BLOCK", block)
+    base = np.stack([sine(200 + 50 * c, rate, 2.3, 0.6) for c in range(channels)])  # (C, n)
+    base[0, 100:200] = 1.2  # clipped on load
+    path = tmp_path / f"clip{suffix}"
+    if suffix == ".wav":
+        wavfile.write(path, rate, np.ascontiguousarray(base.T.astype(np.float32)))
+    else:
+        encode_audio(path, base.astype(np.float32), rate, "libmp3lame" if suffix == ".mp3" else "aac")
+    waveform, file_rate = load_audio(path)
+    mono, n, got_rate = load_audio_mono(path, 16000)
+    assert (n, got_rate) == (waveform.shape[1], file_rate)
+    assert mono.dtype == torch.float32 and np.array_equal(mono.numpy(), prepare_waveform(waveform, file_rate).numpy())
+
+
+def test_load_audio_mono_errors(tmp_path):
+    bad = np.zeros((1000, 2), np.float32)
+    bad[10, 1] = np.nan
+    wavfile.write(tmp_path / "nan.wav", 16000, bad)
+    with pytest.raises(DemoInputError, match="NaN"):
+        load_audio_mono(tmp_path / "nan.wav")
+    with pytest.raises(DemoInputError, match="does not exist"):
+        load_audio_mono(tmp_path / "missing.wav")
+
+
+def test_long_stereo_wav_is_decoded_whole(tmp_path):
+    rate = 44100
+    data = np.round(np.stack([sine(300, rate, 7.3), sine(500, rate, 7.3)]) * 32767).astype(np.int16)
+    wavfile.write(tmp_path / "long.wav", rate, np.ascontiguousarray(data.T))
+    waveform, sample_rate = load_audio(tmp_path / "long.wav")
+    assert sample_rate == rate and waveform.is_contiguous()
+    assert np.array_equal(waveform.numpy(), (data / 32768.0).astype(np.float32))
 
 
 @pytest.mark.parametrize("suffix, codec, rate", [
@@ -168,6 +232,58 @@ def test_resample_length_and_frequency(rate):
 def test_resample_removes_content_above_new_nyquist():
     out = prepare_waveform(torch.tensor(sine(11000, 44100, 1.0), dtype=torch.float32), 44100)
     assert out[1000:-1000].abs().max() < 0.01  # 11 kHz cannot exist at 16 kHz: filtered, not aliased
+
+
+def _whole_clip_prepare(waveform: torch.Tensor, rate: int, target: int) -> np.ndarray:
+    """The whole-signal computation prepare_waveform used to do (float64 mean of channels, one resample_poly)."""
+    from scipy.signal import resample_poly
+
+    mono = waveform.to(torch.float64).mean(dim=0).numpy()
+    if rate != target:
+        g = math.gcd(rate, target)
+        mono = resample_poly(mono, target // g, rate // g)
+    return mono.astype(np.float32)
+
+
+@pytest.mark.parametrize("rate, target", [(44100, 16000), (48000, 16000), (22050, 16000), (8000, 16000),
+                                          (96000, 16000), (11025, 16000), (16001, 16000), (16000, 48000),
+                                          (16000, 16000)])
+@pytest.mark.parametrize("block", [1000, 4096, 1 << 18])
+def test_blockwise_mix_and_resample_equal_the_whole_signal(monkeypatch, rate, target, block):
+    """Long audio is mixed and resampled a block at a time (no float64 copy of the clip): the same samples,
+    bit for bit, at block boundaries of any alignment, including blocks shorter than the filter."""
+    import demo_core.io.media as media
+
+    monkeypatch.setattr(media, "_BLOCK", block)
+    g = np.random.default_rng(rate + block)
+    for n in (1, 999, 100_003):
+        w = torch.from_numpy((0.3 * g.standard_normal((2, n))).astype(np.float32))
+        out = prepare_waveform(w, rate, target_rate=target)
+        assert out.dtype == torch.float32 and out.shape == (math.ceil(n * target / rate),)
+        assert np.array_equal(out.numpy(), _whole_clip_prepare(w, rate, target)), (n, rate, target, block)
+
+
+def test_mono_at_the_model_rate_is_not_copied():
+    mono = torch.randn(1, 50_000) * 0.1
+    out = prepare_waveform(mono, 16000)
+    assert torch.equal(out, mono[0]) and out.data_ptr() == mono.data_ptr()
+    as_f64 = prepare_waveform(mono.double(), 16000)
+    assert as_f64.dtype == torch.float32 and torch.equal(as_f64, mono[0])
+
+
+def test_audio_track_is_not_copied_when_it_can_be_muxed_as_is():
+    from demo_core.io.media import _check_audio_track
+
+    wave = torch.rand(2, 30_000) * 2 - 1
+    track, rate = _check_audio_track(wave, 44100)
+    assert rate == 44100 and np.shares_memory(track, wave.numpy())
+    loud = wave * 1.5
+    track, _ = _check_audio_track(loud, 44100)
+    assert not np.shares_memory(track, loud.numpy()) and np.array_equal(track, np.clip(loud.numpy(), -1, 1))
+    track, rate = _check_audio_track(loud[0], 44000)  # not an AAC rate: resampled to 48 kHz and clipped
+    assert rate == 48000 and track.shape == (1, math.ceil(30_000 * 48000 / 44000)) and float(np.abs(track).max()) <= 1
+    with pytest.raises(DemoInputError, match="NaN"):
+        _check_audio_track(torch.tensor([0.0, float("nan")]), 16000)
 
 
 @pytest.mark.parametrize("waveform, rate, pattern", [

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from demo_core.errors import DemoInputError
-from demo_core.models.audio_encoder import AudioEncoder, AudioEncoderConfig, normalize_waveform
+from demo_core.models.audio_encoder import (
+    AudioEncoder,
+    AudioEncoderConfig,
+    apply_normalization,
+    normalization_stats,
+    normalize_waveform,
+)
 from tests.conftest import FLOAT_REF, assert_close_ref, load_fixture, require_shared
 
 PREFIX = "audio_encoder."
@@ -108,3 +114,22 @@ def test_bad_inputs(encoder):
         encoder(torch.randn(100), 2)
     with pytest.raises(DemoInputError, match="num_frames"):
         encoder(torch.randn(1, 1000), 0)
+
+
+@pytest.mark.parametrize("shape", [(1,), (5,), (3, 1000), (300_001,), (2, 70_000)])
+def test_chunked_normalization_matches_normalize_waveform(shape):
+    """normalization_stats + apply_normalization (no float64 copy of the clip) = normalize_waveform, to
+    float32 rounding, also when applied slice by slice."""
+    a = 0.3 * torch.randn(shape, generator=torch.Generator().manual_seed(len(shape))) + 0.02
+    ref = normalize_waveform(a)
+    mean, scale = normalization_stats(a, chunk=4096)
+    assert mean.dtype == scale.dtype == torch.float64 and mean.shape == a.shape[:-1] + (1,)
+    out = apply_normalization(a, mean, scale)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    cut = a.shape[-1] // 3
+    parts = torch.cat([apply_normalization(a[..., :cut], mean, scale),
+                       apply_normalization(a[..., cut:], mean, scale)], dim=-1)
+    assert torch.equal(parts, out)
+    with pytest.raises(DemoInputError):
+        normalization_stats(torch.zeros(2, 0))

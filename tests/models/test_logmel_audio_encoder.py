@@ -80,3 +80,58 @@ def test_config_round_trip_and_bad_inputs():
         enc(torch.randn(1, 16000), 0)
     with pytest.raises(DemoInputError):
         LogMelAudioEncoderConfig(f_max=9000.0)
+
+
+# -- segmented encoding of long clips (issue #6: bounded memory) --------------------------------------------
+
+
+@pytest.mark.parametrize("n, T", [(16000 * 3 + 123, 76), (16000 * 3, 75), (48000, 90), (7000, 40), (641, 3)])
+def test_segmented_features_equal_the_whole_clip(n, T):
+    """Segments at awkward places (1 frame, primes, one short of T), clips not a multiple of the segment,
+    cropped (n > n_T) and zero-padded (n < n_T, some segments wholly past the audio) clips, batch of 2."""
+    enc = _encoder()
+    a = torch.randn(2, n, generator=torch.Generator().manual_seed(n))
+    with torch.no_grad():
+        full_f, full_wa = enc.features(a, T), enc(a, T)
+        for seg in (1, 2, 7, 13, 29, T - 1, T, T + 5):
+            if seg < 1:
+                continue
+            f = enc.features(a, T, segment_frames=seg)
+            wa = enc(a, T, segment_frames=seg)
+            assert f.shape == full_f.shape and wa.shape == full_wa.shape
+            assert torch.allclose(f, full_f, atol=1e-5, rtol=0), (seg, float((f - full_f).abs().max()))
+            assert torch.allclose(wa, full_wa, atol=1e-5, rtol=0), (seg, float((wa - full_wa).abs().max()))
+
+
+def test_segmented_features_with_wide_context_and_default_config():
+    """A receptive field wider than the segment (dilation 16, segments of 3 frames) and the shipped config."""
+    torch.manual_seed(1)
+    enc = LogMelAudioEncoder(LogMelAudioEncoderConfig(n_mels=16, channels=8, dim_feature=8, dim_a=8)).eval()
+    a = torch.randn(1, 16000 * 2 + 999)
+    with torch.no_grad():
+        full = enc(a, 52)
+        for seg in (3, 10, 51):
+            assert torch.allclose(enc(a, 52, segment_frames=seg), full, atol=1e-5, rtol=0), seg
+
+
+def test_transform_is_applied_per_slice_like_on_the_whole_waveform():
+    """``transform`` (e.g. normalisation with whole-clip statistics) on each slice = on the whole waveform."""
+    enc = _encoder()
+    raw = 0.2 * torch.randn(1, 30000, generator=torch.Generator().manual_seed(3)) + 0.05
+    mean, std = raw.double().mean(), raw.double().std()
+
+    def norm(x):
+        return ((x.double() - mean) / std).float()
+
+    with torch.no_grad():
+        full = enc(norm(raw), 50)
+        assert torch.equal(enc(raw, 50, transform=norm), full)
+        assert torch.allclose(enc(raw, 50, segment_frames=9, transform=norm), full, atol=1e-5, rtol=0)
+
+
+def test_segment_frames_must_be_a_positive_integer():
+    enc = _encoder()
+    a = torch.randn(1, 16000)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(DemoInputError, match="segment_frames"):
+            enc(a, 25, segment_frames=bad)
