@@ -100,6 +100,16 @@ def _window_noise(noise: NoiseSource, k: int, shape: tuple, generator, device, d
     return x0.to(device=device, dtype=dtype)
 
 
+def _subspace_hook(Q: Tensor, hook):
+    """Project the state back onto span(Q) after every step, then apply ``hook`` (if any)."""
+
+    def project(x: Tensor, t: Tensor) -> Tensor:
+        x = (x @ Q) @ Q.T
+        return x if hook is None else hook(x, t)
+
+    return project
+
+
 def iter_motion_windows(
     fmt,
     *,
@@ -123,7 +133,8 @@ def iter_motion_windows(
         settings: steps, method and guidance scales.
         generator: RNG for the per-window noise (``noise=None``).
         noise: None (draw ``randn((B, L, W))`` per window), a callable ``k -> Tensor``, or a sequence of
-            ``(B, L, W)`` tensors indexed by window.
+            ``(B, L, W)`` tensors indexed by window.  When ``fmt.latent_basis`` is set (DEMO models with ``flow_subspace``), the
+            noise is projected onto its span and the state is projected back after every solver step.
         callback: ``callback(done_steps, total_steps)`` over all windows × steps.
         record: optional dict filled per window ``k`` with ``chunk{k}.x0``, ``.prev_x``, ``.prev_wa``, ``.wa_t``,
             ``.trajectory`` (steps+1, B, L, W), ``.velocity`` (steps, B, L, W), ``.step_t`` (steps,),
@@ -157,12 +168,16 @@ def _windows(fmt, wr, wa, we, settings, generator, noise, callback, record, step
         solver = ODESolver(PrefixDroppingVelocity(guided))
     num_windows = -(-T // L)
     total = num_windows * settings.steps
+    basis_fn = getattr(fmt, "latent_basis", None)
+    Q = None if basis_fn is None else basis_fn().detach().to(device=wa.device, dtype=wa.dtype)  # (W, M)
     prev_x = torch.zeros(B, P, W, device=wa.device, dtype=wa.dtype)
     prev_wa = torch.zeros(B, P, A, device=wa.device, dtype=wa.dtype)
     if record is not None:
         record["time_grid"] = grid
     for k in range(num_windows):
         x0 = _window_noise(noise, k, (B, L, W), generator, wa.device, wa.dtype)
+        if Q is not None:
+            x0 = (x0 @ Q) @ Q.T  # N(0, I) restricted to span(Q): the same law as N(0, I_M) @ Qᵀ
         wa_k = wa[:, k * L : (k + 1) * L]  # (B, <=L, A)
         if wa_k.shape[1] < L:
             wa_k = torch.cat([wa_k, wa_k[:, -1:].expand(B, L - wa_k.shape[1], A)], dim=1)  # (B, L, A)
@@ -173,6 +188,8 @@ def _windows(fmt, wr, wa, we, settings, generator, noise, callback, record, step
                 cond = {"cond_embedding": guided.embed_condition(wr=wr, wa=wa_k, prev_wa=prev_wa, we=we)}
         window_cb = None if callback is None else (lambda s, n, _o=k * settings.steps: callback(_o + s, total))
         hook = None if step_hook is None else (lambda x, t, _k=k: step_hook(x, t, _k))
+        if Q is not None:
+            hook = _subspace_hook(Q, hook)
         result = solver.sample(
             x0, grid, settings.method, callback=window_cb, return_intermediates=record is not None,
             step_hook=hook, prev_x=prev_x, **cond,

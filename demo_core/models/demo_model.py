@@ -74,6 +74,13 @@ class DemoConfig:
         vae: the factor heads predict a Gaussian posterior (mean + log-variance).
         head_hidden: hidden width of each factor head.
         head_depth: hidden layers per factor head.
+        head_source: what the factor heads read: ``"appearance"`` (the appearance code h) or ``"image"`` (one
+            small conv encoder per factor on the frame, as in the paper's separate lip/pose/eye encoders).
+        head_channels: conv channels of each per-factor encoder (``head_source="image"``).
+        flow_subspace: flow matching runs inside the span of the motion dictionary Q (W, M): noise is drawn
+            there and the sampler keeps its state there (the data never leaves it: a motion latent is
+            ``λ @ Qᵀ``).  Without it the FMT must also learn to carry W − M dimensions of noise to exactly
+            zero; a small CPU-trained FMT did not (sampled latents had norm ≈ 18 against ≈ 0.3 for data).
     """
 
     motion_autoencoder: MotionAutoEncoderConfig = field(default_factory=MotionAutoEncoderConfig)
@@ -87,8 +94,12 @@ class DemoConfig:
     vae: bool = False
     head_hidden: int = 128
     head_depth: int = 2
+    head_source: str = "appearance"
+    head_channels: tuple[int, ...] = (32, 64, 128, 128)
+    flow_subspace: bool = False
 
     def __post_init__(self) -> None:
+        self.head_channels = tuple(int(c) for c in self.head_channels)
         mae, fmt = self.motion_autoencoder, self.flow_transformer
         if mae.dim_m != self.factors.total:
             raise DemoInputError(
@@ -115,7 +126,9 @@ class DemoConfig:
     def motion_encoder_config(self) -> FactorMotionEncoderConfig:
         """The :class:`FactorMotionEncoderConfig` of the factor heads."""
         return FactorMotionEncoderConfig(dim_w=self.motion_autoencoder.dim_w, layout=self.factors,
-                                         hidden=self.head_hidden, depth=self.head_depth, vae=self.vae)
+                                         hidden=self.head_hidden, depth=self.head_depth, vae=self.vae,
+                                         source=self.head_source, image_size=self.motion_autoencoder.size,
+                                         channels=self.head_channels)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +142,9 @@ class DemoConfig:
             "vae": self.vae,
             "head_hidden": self.head_hidden,
             "head_depth": self.head_depth,
+            "head_source": self.head_source,
+            "head_channels": list(self.head_channels),
+            "flow_subspace": self.flow_subspace,
         }
 
     @classmethod
@@ -151,6 +167,9 @@ class DemoConfig:
             vae=bool(d.get("vae", False)),
             head_hidden=int(d.get("head_hidden", 128)),
             head_depth=int(d.get("head_depth", 2)),
+            head_source=str(d.get("head_source", "appearance")),
+            head_channels=tuple(d.get("head_channels", (32, 64, 128, 128))),
+            flow_subspace=bool(d.get("flow_subspace", False)),
         )
 
 
@@ -178,6 +197,22 @@ class FactorMotionAutoEncoder(MotionAutoEncoder):
         self.enc.fc = FactorMotionEncoder(encoder_cfg, device=device, dtype=dtype)
         self.layout = encoder_cfg.layout
 
+    def _check_image(self, image: Tensor) -> None:
+        s = self.cfg.size
+        if image.ndim != 4 or tuple(image.shape[1:]) != (3, s, s):
+            raise DemoInputError(f"image: expected shape (B, 3, {s}, {s}), got {tuple(image.shape)}")
+
+    def encode(self, image: Tensor, *, taps: dict | None = None) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Encode portraits: ``(h (B, W), lam (B, M) posterior mean, feats low → high res)`` (FLOAT's contract)."""
+        self._check_image(image)
+        outs = self.enc.net_app(image)
+        if taps is not None:
+            for i, o in enumerate(outs):
+                taps[f"enc.net_app.convs.{i}"] = o
+        h = outs[-1].flatten(1)  # (B, W)
+        lam = self.enc.fc(image if self.enc.fc.reads_image else h)
+        return h, lam, outs[-3::-1]
+
     def encode_posterior(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor | None, list[Tensor]]:
         """Encode portraits with the posterior of the factor heads.
 
@@ -187,13 +222,34 @@ class FactorMotionAutoEncoder(MotionAutoEncoder):
         Returns:
             h (B, W), mean (B, M), logvar (B, M) or None, feats (low → high resolution).
         """
-        s = self.cfg.size
-        if image.ndim != 4 or tuple(image.shape[1:]) != (3, s, s):
-            raise DemoInputError(f"image: expected shape (B, 3, {s}, {s}), got {tuple(image.shape)}")
+        self._check_image(image)
         outs = self.enc.net_app(image)
         h = outs[-1].flatten(1)  # (B, W)
-        mean, logvar = self.enc.fc.posterior(h)
+        mean, logvar = self.enc.fc.posterior(image if self.enc.fc.reads_image else h)
         return h, mean, logvar, outs[-3::-1]
+
+    def coefficients_posterior(self, image: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Only the factor posterior ``(mean, logvar)`` of frames; with ``head_source="image"`` the appearance
+        network is not run (driving frames in training and motion extraction need no appearance code)."""
+        if self.enc.fc.reads_image:
+            self._check_image(image)
+            return self.enc.fc.posterior(image)
+        _, mean, logvar, _ = self.encode_posterior(image)
+        return mean, logvar
+
+    @torch.no_grad()
+    def reset_flow_to_identity(self) -> None:
+        """Training initialisation of the warps: every ToFlow starts at the identity warp (zero 1×1 conv and
+        bias: no offset, mask ½), so the first renders copy the source's features instead of scrambling them.
+
+        With the default random ToFlow weights the flow offsets of a fresh model are large (the modulation
+        follows the latent) and saturate ``tanh``; trained from there on the synthetic data for 2 500 steps,
+        the decoder learnt to ignore the warped features and drew a blurred average face that edits barely
+        moved.  (Not applied in ``__init__``: a fresh model then renders the same image for every motion.)
+        """
+        for to_flow in self.dec.to_flows:
+            to_flow.conv.weight.zero_()
+            to_flow.bias.zero_()
 
     def factor_coefficients(self, lam: Tensor) -> dict[str, Tensor]:
         """``(..., M)`` → block name → ``(..., k)``."""
@@ -228,6 +284,8 @@ class DemoModel(nn.Module):
         self.audio_encoder = build_audio_encoder(cfg.audio_encoder, **kw)
         self.emotion_encoder = None
         self.fmt = FlowTransformer(cfg.flow_transformer, **kw)
+        if cfg.flow_subspace:
+            self.fmt.latent_basis = self.motion_autoencoder.directions
 
     @property
     def layout(self) -> FactorLayout:

@@ -232,6 +232,9 @@ class FlowTransformer(nn.Module):
         if cfg.dim_h % cfg.num_heads != 0:
             raise DemoInputError(f"FlowTransformerConfig: dim_h ({cfg.dim_h}) must be divisible by num_heads ({cfg.num_heads})")
         self.cfg = cfg
+        # Optional ``() -> (W, M)`` orthonormal basis of the sub-space the motion lives in (set by DemoModel
+        # with ``flow_subspace``); samplers then draw noise in it and keep their state in it.
+        self.latent_basis = None
         kw = {"device": device, "dtype": dtype}
         n, d = cfg.num_positions, cfg.dim_h
         pe = sinusoidal_position_embedding(n, d).to(device=device, dtype=dtype or torch.get_default_dtype())

@@ -252,7 +252,8 @@ def encode_stage2_cache(model, store: ClipStore, *, device, chunk: int = 64) -> 
         rows = []
         for i in range(0, clip.num_frames, chunk):
             x = _to_model_frames(clip.frames[i:i + chunk]).to(device=device, dtype=model.dtype)
-            rows.append(mae.encode(x)[1].float().cpu())
+            lam = mae.coefficients_posterior(x)[0] if hasattr(mae, "coefficients_posterior") else mae.encode(x)[1]
+            rows.append(lam.float().cpu())
         lams.append(torch.cat(rows))  # (T, M)
         a = torch.from_numpy(clip.audio)[None].to(device=device, dtype=model.dtype)
         feats.append(audio_encoder.features(a, clip.num_frames)[0].float().cpu())  # (T, D_f)
@@ -287,8 +288,11 @@ def _window(x: Tensor, start: int, length: int) -> Tensor:
 
 def sample_stage2_batch(cache: Stage2Cache, Q: Tensor, *, batch: int, window: int, prefix: int,
                         p_first: float, p_drop_audio: float, p_drop_emotion: float, p_drop_reference: float,
-                        generator: torch.Generator) -> Stage2Batch:
-    """Draw a global stage-2 batch on the CPU (motion latents = coefficients @ Qᵀ)."""
+                        generator: torch.Generator, subspace: bool = False) -> Stage2Batch:
+    """Draw a global stage-2 batch on the CPU (motion latents = coefficients @ Qᵀ).
+
+    With ``subspace`` the noise is ``N(0, I_M) @ Qᵀ``: standard normal inside the span of Q, zero outside
+    (models with ``flow_subspace``, sampled the same way)."""
     Q = Q.detach().float().cpu()
     W = Q.shape[0]
     clip = torch.randint(len(cache.lam), (batch,), generator=generator)
@@ -310,8 +314,12 @@ def sample_stage2_batch(cache: Stage2Cache, Q: Tensor, *, batch: int, window: in
         ft.append(_window(feat, s, window))
         wr.append(lam[min(int(u[i, 1] * T), T - 1)] @ Q.T)
     x_1 = torch.stack(x1)
+    if subspace:
+        x_0 = torch.randn(*x_1.shape[:-1], Q.shape[1], generator=generator) @ Q.T  # (B, L, W) in span(Q)
+    else:
+        x_0 = torch.randn(x_1.shape, generator=generator)
     return Stage2Batch(
-        x_0=torch.randn(x_1.shape, generator=generator), x_1=x_1, prev_x=torch.stack(px), wr=torch.stack(wr),
+        x_0=x_0, x_1=x_1, prev_x=torch.stack(px), wr=torch.stack(wr),
         feat=torch.stack(ft), prev_feat=torch.stack(pft), first=first, t=torch.rand(batch, generator=generator),
         keep_audio=condition_keep_mask(batch, p_drop_audio, generator),
         keep_emotion=condition_keep_mask(batch, p_drop_emotion, generator),

@@ -190,6 +190,7 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, resume: bool = False, sto
             raise DemoInputError(f"stage1.contrast_group ({s.contrast_group}) must divide the per-process batch ({hi - lo})")
         store = _load_store(cfg, out, ctx, log)
         model = _seeded(s.seed, lambda: DemoModel(cfg.model)).train()
+        model.motion_autoencoder.reset_flow_to_identity()
         model.fmt.requires_grad_(False)
         model.audio_encoder.audio_projection.requires_grad_(False)
         objective = _seeded(s.seed + 1, lambda: Stage1Objective(model, s)).to(ctx.device)
@@ -275,7 +276,8 @@ def train_stage2(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
             g = step_generator(s.seed, step)
             b = sample_stage2_batch(cache, Q, batch=s.batch, window=fmt.num_frames, prefix=fmt.num_prev_frames,
                                     p_first=s.p_first_window, p_drop_audio=s.p_drop_audio,
-                                    p_drop_emotion=s.p_drop_emotion, p_drop_reference=s.p_drop_reference, generator=g)
+                                    p_drop_emotion=s.p_drop_emotion, p_drop_reference=s.p_drop_reference, generator=g,
+                                    subspace=model.cfg.flow_subspace)
             if coupling is not None:
                 data_side = ("prev_x", "wr", "feat", "prev_feat", "first", "keep_audio", "keep_emotion", "keep_reference")
                 _, x_1, cond = coupling.couple(b.x_0, b.x_1, {k: getattr(b, k) for k in data_side})

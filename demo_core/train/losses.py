@@ -108,24 +108,29 @@ def gaze_direction(gaze: Tensor) -> Tensor:
     return F.normalize(torch.cat([gaze, torch.ones_like(gaze[..., :1])], dim=-1), dim=-1)  # (..., 3)
 
 
-def decorrelation_loss(lam: Tensor, sizes: Sequence[int], eps: float = 1e-5) -> Tensor:
+def decorrelation_loss(lam: Tensor, sizes: Sequence[int], floor: float = 0.05) -> Tensor:
     """Mean squared cross-correlation between coefficients of different factor blocks over the batch.
 
     Each coefficient is standardised over the N rows; the loss averages ``C_ij²`` over all pairs (i, j)
     in different blocks, where ``C = Zᵀ Z / N``.  It is exactly 0 when the blocks are uncorrelated in the
-    sample and 1 when every coefficient is a copy of one signal.
+    sample and 1 when every coefficient is a copy of one signal (of spread above ``floor``).
+
+    The standard deviation used for standardising is floored at ``floor``.  With a vanishing floor the loss
+    has a trivial minimiser, a block whose coefficients do not vary at all, and its gradient (∝ 1/std)
+    drove the lip, gaze and blink encoders to constant outputs within 250 steps on the synthetic data
+    (their labels could not pull them back); below the floor the term acts like a covariance penalty.
 
     Args:
         lam: (N, M) coefficients, N >= 2.
         sizes: block sizes in order (sum = M).
-        eps: variance floor.
+        floor: smallest standard deviation a coefficient is divided by (coefficient units).
     """
     if lam.ndim != 2 or sum(sizes) != lam.shape[1]:
         raise DemoInputError(f"decorrelation_loss: lam must be (N, {sum(sizes)}), got {tuple(lam.shape)}")
     if lam.shape[0] < 2 or len(sizes) < 2:
         return lam.new_zeros(())
     z = lam - lam.mean(dim=0, keepdim=True)
-    z = z / torch.sqrt(z.pow(2).mean(dim=0, keepdim=True) + eps)  # (N, M)
+    z = z / torch.sqrt(z.pow(2).mean(dim=0, keepdim=True)).clamp(min=floor)  # (N, M)
     corr = z.T @ z / lam.shape[0]  # (M, M)
     block = torch.repeat_interleave(torch.arange(len(sizes), device=lam.device),
                                     torch.as_tensor(list(sizes), device=lam.device))  # (M,)
@@ -151,6 +156,7 @@ def flow_matching_loss(
     t: Tensor,
     *,
     prev_x: Tensor,
+    basis: Tensor | None = None,
     **cond: Tensor,
 ) -> Tensor:
     """Conditional OT flow-matching loss on one window, with the prefix frames as at inference.
@@ -164,12 +170,16 @@ def flow_matching_loss(
         x_1: (B, L, W) data window.
         t: (B,) flow times (0 = noise, 1 = data).
         prev_x: (B, P, W) prefix frames (zeros for a first window).
+        basis: optional (W, M) orthonormal basis of the sub-space the data and noise live in; the error is
+            then measured on the M coordinates only (what lies outside is projected away when sampling).
         **cond: the model's conditions (``wr``, ``wa``, ``prev_wa``, ``we`` for the FMT).
 
     Returns:
-        Scalar mean squared error.
+        Scalar mean squared error (per coordinate).
     """
     sample = CondOTPath().sample(x_0, x_1, t)
     v = velocity_model(sample.x_t, sample.t, prev_x=prev_x, **cond)  # (B, P + L, W)
     P = prev_x.shape[1]
+    if basis is not None:
+        return F.mse_loss(v[:, P:] @ basis, sample.dx_t @ basis)  # (B, L, M)
     return F.mse_loss(v[:, P:], sample.dx_t)

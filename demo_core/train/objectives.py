@@ -35,11 +35,15 @@ __all__ = ["Stage1Objective", "Stage2Objective"]
 AdversarialHook = Callable[[Tensor, Tensor], Tensor]
 
 
-def _standardize(x: Tensor, eps: float = 1e-6) -> Tensor:
+def _standardize(x: Tensor, floor: float = 0.1) -> Tensor:
     """Rows of one group centred and scaled to unit RMS: the InfoNCE heads see the frame-to-frame variation
-    at O(1) scale whatever the size of the coefficients (small at initialisation)."""
+    at O(1) scale whatever the size of the coefficients.
+
+    The RMS is floored at ``floor`` (about the spread of the labelled axes in coefficient units): without
+    it the division by the tiny RMS of freshly initialised coefficients made the InfoNCE gradient on the
+    lip encoder ~5× that of the lip labels, and after global clipping the labels were barely learnt."""
     x = x - x.mean(dim=0, keepdim=True)
-    return x / torch.sqrt(x.pow(2).mean() + eps)
+    return x / torch.sqrt(x.pow(2).mean()).clamp(min=floor)
 
 
 def _groups(n: int, size: int) -> list[slice]:
@@ -90,7 +94,7 @@ class Stage1Objective(nn.Module):
             keys = batch.driving.new_zeros(b, F, 2)
         if bool(use_view.any()):
             view = batch.gaze_view[use_view].flatten(0, 1)  # (b_v·F, 3, S, S)
-            _, mean_v, _, _ = self.mae.encode_posterior(view)
+            mean_v, _ = self.mae.coefficients_posterior(view)
             g_v = split_coefficients(mean_v, self.layout)["gaze"].reshape(-1, F, 2)
             keys = keys.clone()
             keys[use_view] = g_v
@@ -101,7 +105,7 @@ class Stage1Objective(nn.Module):
         b, F = batch.driving.shape[:2]
         target = batch.driving.flatten(0, 1)  # (b·F, 3, S, S)
         h_s, _, _, feats = self.mae.encode_posterior(batch.source)
-        _, mean_d, logvar_d, _ = self.mae.encode_posterior(target)  # (b·F, M)
+        mean_d, logvar_d = self.mae.coefficients_posterior(target)  # (b·F, M)
         lam_d = mean_d
         if self.vae and logvar_d is not None:
             lam_d = mean_d + torch.exp(0.5 * logvar_d) * batch.eps.reshape(b * F, -1)
@@ -180,6 +184,7 @@ class Stage2Objective(nn.Module):
         super().__init__()
         self.fmt = model.fmt
         self.audio_projection = model.audio_encoder.audio_projection
+        self.mae = model.motion_autoencoder if model.cfg.flow_subspace else None
         self.cfg = cfg
         we = emotion_condition("neutral", batch=1)  # (1, 1, 7)
         self.register_buffer("neutral", we.reshape(1, 1, -1), persistent=False)
@@ -190,6 +195,7 @@ class Stage2Objective(nn.Module):
         prev_wa = self.audio_projection(batch.prev_feat) * (~batch.first)[:, None, None].to(batch.feat.dtype)
         we = self.neutral.to(batch.x_1.dtype).expand(B, 1, -1) * batch.keep_emotion[:, None, None]  # (B, 1, E)
         wr = batch.wr * batch.keep_reference[:, None]  # (B, W)
-        loss = flow_matching_loss(self.fmt, batch.x_0, batch.x_1, batch.t, prev_x=batch.prev_x, wr=wr, wa=wa,
+        basis = None if self.mae is None else self.mae.directions().detach()  # (W, M), frozen in stage 2
+        loss = flow_matching_loss(self.fmt, batch.x_0, batch.x_1, batch.t, prev_x=batch.prev_x, basis=basis, wr=wr, wa=wa,
                                   prev_wa=prev_wa, we=we)
         return loss, {"loss": loss.detach(), "fm": loss.detach()}

@@ -108,3 +108,31 @@ def test_pipeline_runs_on_a_demo_model(tmp_path):
     assert torch.equal(motion, again)  # seeded
     chunks = list(pipeline.iter_frames(model, portrait, motion, batch=8))
     assert sum(c.shape[1] for c in chunks) == T and chunks[0].shape[2:] == (3, 64, 64)
+
+
+def test_image_heads_and_subspace_flow_round_trip_and_sample_inside_the_dictionary_span(tmp_path):
+    d = tiny_demo_dict()
+    d.update(head_source="image", head_channels=[8, 8, 16], flow_subspace=True)
+    cfg = DemoConfig.from_dict(d)
+    assert DemoConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).to_dict() == cfg.to_dict()
+    assert DemoConfig.from_dict(tiny_demo_dict()).flow_subspace is False  # older checkpoints: unchanged
+    torch.manual_seed(0)
+    built = DemoModel(cfg)
+    with torch.no_grad():
+        built.fmt.decoder.linear.weight.normal_(0.0, 0.05)
+    model, _ = load_model(save_checkpoint(tmp_path / "m.safetensors", built.eval(), cfg.to_dict()))
+    assert model.motion_autoencoder.enc.fc.reads_image and model.fmt.latent_basis is not None
+    portrait = pipeline.encode_portrait(model, torch.rand(64, 64, 3), crop="center")
+    t = torch.arange(int(0.8 * 16000)) / 16000
+    audio = pipeline.encode_audio(model, torch.sin(2 * torch.pi * 180 * t)[None], 16000)
+    motion = pipeline.sample_motion(model, portrait, audio, pipeline.GenerationSettings(steps=3, seed=2))
+    Q = model.motion_autoencoder.directions()
+    outside = motion - (motion @ Q) @ Q.T
+    assert float(motion.abs().max()) > 1e-3 and float(outside.abs().max()) < 1e-5
+    plain = DemoModel(tiny_demo_config()).eval()  # without flow_subspace the sample leaves the span
+    plain.fmt.load_state_dict(model.fmt.state_dict())
+    plain.motion_autoencoder.dec.direction.load_state_dict(model.motion_autoencoder.dec.direction.state_dict())
+    portrait2 = pipeline.encode_portrait(plain, torch.rand(64, 64, 3), crop="center")
+    free = pipeline.sample_motion(plain, portrait2, pipeline.encode_audio(plain, torch.sin(2 * torch.pi * 180 * t)[None],
+                                                                          16000), pipeline.GenerationSettings(steps=3, seed=2))
+    assert float((free - (free @ Q) @ Q.T).abs().max()) > 0.1

@@ -77,3 +77,57 @@ def test_factor_auto_encoder_swaps_only_the_motion_mlp():
     with pytest.raises(DemoInputError, match="must match"):
         FactorMotionAutoEncoder(MotionAutoEncoderConfig(size=64, dim_w=32, dim_m=19, channels=mae_cfg.channels),
                                 FactorMotionEncoderConfig(dim_w=32))
+
+
+def _image_fcme(vae: bool = False) -> FactorMotionEncoder:
+    torch.manual_seed(0)
+    cfg = FactorMotionEncoderConfig(dim_w=32, hidden=16, depth=1, vae=vae, source="image", image_size=32,
+                                    channels=(8, 8, 16))
+    return FactorMotionEncoder(cfg)
+
+
+def test_image_source_has_one_conv_encoder_per_factor_and_keeps_blocks_apart():
+    fcme = _image_fcme(vae=True)
+    assert fcme.reads_image and set(fcme.encoders) == {"lip", "pose", "gaze", "blink", "residual"}
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    mean, logvar = fcme.posterior(x)
+    assert mean.shape == logvar.shape == (3, 20)
+    before = fcme(x)
+    with torch.no_grad():  # perturbing the gaze encoder moves only the gaze block
+        for p in fcme.encoders["gaze"].parameters():
+            p.add_(0.5)
+    changed = split_coefficients(fcme(x) - before, default_factor_layout())
+    assert changed["gaze"].abs().max() > 0
+    for name in ("lip", "pose", "blink", "residual"):
+        assert torch.equal(changed[name], torch.zeros_like(changed[name]))
+    with pytest.raises(DemoInputError, match=r"frames of shape \(B, 3, 32, 32\)"):
+        fcme(torch.randn(2, 32))
+
+
+def test_image_source_config_round_trip_and_validation():
+    cfg = _image_fcme().cfg
+    again = FactorMotionEncoderConfig.from_dict(cfg.to_dict())
+    assert (again.source, again.image_size, again.channels) == ("image", 32, (8, 8, 16))
+    assert "channels" not in FactorMotionEncoderConfig(dim_w=8).to_dict()  # appearance configs stay as before
+    with pytest.raises(DemoInputError, match="source must be"):
+        FactorMotionEncoderConfig(source="audio")
+    with pytest.raises(DemoInputError, match="image_size >= 2"):
+        FactorMotionEncoderConfig(source="image", image_size=4, channels=(8, 8, 8))
+
+
+def test_image_sourced_auto_encoder_reads_frames_not_the_appearance_code():
+    mae_cfg = MotionAutoEncoderConfig(size=64, dim_w=32, dim_m=20, channels={r: 8 for r in (4, 8, 16, 32, 64)})
+    torch.manual_seed(0)
+    mae = FactorMotionAutoEncoder(mae_cfg, FactorMotionEncoderConfig(dim_w=32, hidden=16, source="image",
+                                                                     image_size=64, channels=(8, 16)))
+    assert "enc.fc.encoders.lip.net.0.weight" in mae.state_dict()
+    image = torch.rand(2, 3, 64, 64) * 2 - 1
+    h, lam, feats = mae.encode(image)
+    h2, mean, _, _ = mae.encode_posterior(image)
+    mean3, _ = mae.coefficients_posterior(image)
+    assert torch.equal(h, h2) and torch.equal(lam, mean) and torch.equal(lam, mean3)
+    assert torch.allclose(lam, mae.enc.fc(image))
+    with torch.no_grad():  # the appearance network does not feed the coefficients any more
+        for p in mae.enc.net_app.parameters():
+            p.mul_(0.5)
+    assert torch.equal(mae.encode(image)[1], lam)

@@ -113,3 +113,15 @@ def test_stage2_windows_and_first_windows():
             assert torch.allclose(coeff[i, :, 0], start + torch.arange(6.0), atol=1e-4)
             if not bool(b.first[i]):
                 assert torch.allclose(b.prev_feat[i, :, 0], start - 2 + torch.arange(2.0))
+
+
+def test_stage2_subspace_noise_lies_in_the_span_of_the_dictionary():
+    Q, _ = torch.linalg.qr(torch.randn(16, 4))
+    cache = Stage2Cache(lam=[torch.randn(30, 4)], feats=[torch.randn(30, 3)])
+    kw = dict(batch=256, window=6, prefix=2, p_first=0.3, p_drop_audio=0.0, p_drop_emotion=0.0, p_drop_reference=0.0)
+    b = sample_stage2_batch(cache, Q, generator=torch.Generator().manual_seed(0), subspace=True, **kw)
+    coords = b.x_0 @ Q  # (B, L, 4)
+    assert torch.allclose(coords @ Q.T, b.x_0, atol=1e-5)  # nothing outside span(Q)
+    assert abs(float(coords.std()) - 1.0) < 0.05  # standard normal inside it
+    full = sample_stage2_batch(cache, Q, generator=torch.Generator().manual_seed(0), **kw)
+    assert float((full.x_0 - (full.x_0 @ Q) @ Q.T).abs().max()) > 0.5

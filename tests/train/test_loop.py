@@ -28,11 +28,11 @@ def test_lr_schedule():
 
 def test_both_stages_learn_via_the_cli(tiny_train_config, tmp_path):
     cfg_path = tmp_path / "cfg.json"
-    cfg_path.write_text(json.dumps(tiny_train_config().to_dict()))
+    cfg_path.write_text(json.dumps(tiny_train_config(stage1__steps=20).to_dict()))
     run = tmp_path / "run"
     assert main(["train", "stage1", "--config", str(cfg_path), "--out", str(run)]) == 0
     s1 = _losses(run, "stage1")
-    assert len(s1) == 12 and sum(s1[-3:]) < 0.9 * sum(s1[:3]), s1
+    assert len(s1) == 20 and sum(s1[-4:]) < 0.9 * sum(s1[:4]), s1
     assert main(["train", "stage2", "--config", str(cfg_path), "--out", str(run)]) == 0
     s2 = _losses(run, "stage2")
     assert len(s2) == 12 and sum(s2[-3:]) < 0.8 * sum(s2[:3]), s2
@@ -71,3 +71,16 @@ def test_stage1_with_the_vae_posterior(tiny_train_config, tmp_path):
     assert all(r["kl"] > 0 for r in rows) and all(r["loss"] == r["loss"] for r in rows)
     model, _ = load_model(tmp_path / "stage1" / "model.safetensors")
     assert model.cfg.vae and model.motion_autoencoder.enc.fc.cfg.vae
+
+
+def test_image_heads_and_subspace_flow_train_both_stages(tiny_train_config, tmp_path):
+    cfg = tiny_train_config(model__head_source="image", model__head_channels=[8, 8, 16], model__flow_subspace=True)
+    quiet = lambda _m: None  # noqa: E731
+    train_stage1(cfg, tmp_path, log=quiet)
+    s1 = _losses(tmp_path, "stage1")
+    assert sum(s1[-3:]) < 0.9 * sum(s1[:3]), s1
+    train_stage2(cfg, tmp_path, log=quiet)
+    s2 = _losses(tmp_path, "stage2")
+    assert sum(s2[-3:]) < 0.8 * sum(s2[:3]), s2
+    model, _ = load_model(tmp_path / "stage2" / "model.safetensors")
+    assert model.cfg.head_source == "image" and model.cfg.flow_subspace and model.fmt.latent_basis is not None

@@ -47,8 +47,12 @@ def test_decorrelation_zero_for_uncorrelated_blocks_and_one_for_copies():
     within = q.clone()
     within[:, 1] = 2 * within[:, 0]  # correlation inside one block is allowed
     assert float(decorrelation_loss(within, sizes)) < 1e-20
-    copies = 8 * q[:, :1].expand(n, 9)  # unit variance (the eps floor is negligible)
+    copies = 8 * q[:, :1].expand(n, 9)  # unit spread (above the floor)
     assert float(decorrelation_loss(copies, sizes)) == pytest.approx(1.0, rel=1e-4)
+    # Below the floor (0.05) the term is a covariance penalty: shrinking a block to a constant is no longer a
+    # cheap way to decorrelate it. Spread 0.01 → (0.01 / 0.05)⁴ of the full correlation.
+    tiny = copies * (0.01 / 1.0)
+    assert float(decorrelation_loss(tiny, sizes)) == pytest.approx((0.01 / 0.05) ** 4, rel=1e-3)
     leak = q.clone()
     leak[:, 3] = q[:, 0]  # one coefficient of block 2 copies one of block 1
     assert float(decorrelation_loss(leak, sizes)) > 0.01
@@ -95,3 +99,20 @@ def test_flow_matching_loss_zero_for_the_exact_velocity_and_ignores_the_prefix()
     assert float(flow_matching_loss(oracle, x_0, x_1, t, prev_x=prev_x, wa=torch.zeros(1))) < 1e-10
     zero = lambda x_t, t, *, prev_x: torch.zeros(4, 8, 5)  # noqa: E731
     assert float(flow_matching_loss(zero, x_0, x_1, t, prev_x=prev_x)) == pytest.approx(float(((x_1 - x_0) ** 2).mean()))
+
+
+def test_flow_matching_loss_in_a_subspace_ignores_the_orthogonal_complement():
+    g = torch.Generator().manual_seed(4)
+    Q, _ = torch.linalg.qr(torch.randn(5, 2, generator=g))
+    x_0, x_1 = torch.randn(3, 4, 2, generator=g) @ Q.T, torch.randn(3, 4, 2, generator=g) @ Q.T
+    prev_x = torch.zeros(3, 1, 5)
+    t = torch.rand(3, generator=g) * 0.9
+    off = torch.randn(3, 5, 5, generator=g)
+    off = off - (off @ Q) @ Q.T  # orthogonal to span(Q)
+
+    def oracle_plus_junk(x_t, t, *, prev_x):
+        v = (x_1 - x_t) / (1 - t.view(-1, 1, 1))
+        return torch.cat([prev_x, v], dim=1) + off
+
+    assert float(flow_matching_loss(oracle_plus_junk, x_0, x_1, t, prev_x=prev_x, basis=Q)) < 1e-10
+    assert float(flow_matching_loss(oracle_plus_junk, x_0, x_1, t, prev_x=prev_x)) > 0.1
