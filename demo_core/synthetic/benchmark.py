@@ -19,7 +19,16 @@
   pose driven by the next clip's encoded pose (absolute), by conditioned sampling and by ``replace_factor``,
   read by the probe against that clip's labels, with the lip correlation of the conditioned motion;
   ``lip_sync_r_rendered`` / ``lip_sync_r_axis`` read the mouth from re-encoded frames / the lip.open axis;
-* **smoothness** — mean squared second difference of generated vs ground-truth trajectories per factor.
+* **smoothness** — mean squared second difference of generated vs ground-truth trajectories per factor;
+* **factor calibration** — the FLOAT-family calibration (:func:`~demo_core.motion.calibration.calibrate_autoencoder`,
+  free assignment as in the calibration node) applied to this model as if its layout were unknown, on the
+  first test clip's frame 0, with one step ε = ``CALIBRATION_EPSILON_STD`` × the largest coefficient standard
+  deviation over the test clips (a move the model was trained on); ``calibration_overlap.{pose,lip,eyes}`` is
+  the subspace overlap (:func:`~demo_core.motion.calibration_check.subspace_overlap`, 1 = same) of each
+  calibrated block with the true one (eyes = gaze + blink) over the *active* directions only — those whose
+  encoded coefficients vary on the test clips (std > ``CALIBRATION_ACTIVE_FRACTION`` × the largest): a
+  direction the encoder never uses (collapsed free lip or residual coordinates) cannot be identified by
+  rendering.  ``calibration_overlap_all.*`` counts every direction (for information).
 
 Errors in degrees are mean absolute errors; "standard deviations" are those of the probe's fitting labels.
 Every figure has a target (``METRIC_TARGETS``, None = for information; targets not set by issue 7 — PSNR,
@@ -41,8 +50,12 @@ from torch import Tensor
 
 from ..errors import DemoInputError
 from ..flow.window_sampler import SamplerSettings
+from ..motion.calibration import calibrate_autoencoder
+from ..motion.calibration_check import (CALIBRATED_BLOCKS, active_directions, calibration_overlaps,
+                                        direction_report)
 from ..motion.conditioning import sample_motion_conditioned
 from ..motion.edits import replace_factor, set_axis
+from ..motion.factor_sidecar import SCORE_CATEGORIES
 from ..motion.factor_space import FactorSpace
 from ..motion.keyframe_edits import apply_keyframes
 from ..motion.keyframes import evaluate_keyframes, parse_keyframes
@@ -53,7 +66,8 @@ from .metrics import (LinearProbe, angle_error, block_purity, cross_correlation_
                       leakage_ratio, motion_smoothness, pearson_correlation, psnr, r2_score)
 from .params import FACTOR_NAMES, PARAM_NAMES
 
-__all__ = ["Target", "METRIC_TARGETS", "YAW_TARGETS", "KEYFRAME_JSON", "run_benchmark"]
+__all__ = ["Target", "METRIC_TARGETS", "YAW_TARGETS", "KEYFRAME_JSON", "CALIBRATION_EPSILON_STD",
+           "CALIBRATION_ACTIVE_FRACTION", "run_benchmark"]
 
 FACTORS = tuple(FACTOR_NAMES)  # lip, pose, gaze, blink
 COLS = {f: [PARAM_NAMES.index(p) for p in names] for f, names in FACTOR_NAMES.items()}
@@ -63,6 +77,8 @@ YAW_TARGETS = (-20.0, -10.0, 10.0, 20.0)
 KEYFRAME_TIME, KEYFRAME_YAW = 3.0, 15.0
 PROBE_RIDGE = 1e-3
 KEYFRAME_JSON = '{"pose.yaw": {"mode": "absolute", "interp": "smooth", "keys": [[0.0, 0.0], [3.0, 15.0]]}}'
+CALIBRATION_EPSILON_STD = 2.0  # calibration step ε, in units of the largest coefficient std over the test clips
+CALIBRATION_ACTIVE_FRACTION = 0.02  # active direction: coefficient std > this × the largest
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,8 @@ def _targets() -> dict[str, Target | None]:
                                                   "driven_pose_error_replace")})
     t["driven_lip_r"] = Target(">=", 0.8)
     t.update({f"smoothness_ratio.{f}": Target("<=", 1.5) for f in FACTORS})
+    t.update({f"calibration_overlap.{k}": Target(">=", 0.9) for k in CALIBRATED_BLOCKS})  # issue 3
+    t.update({f"calibration_overlap_all.{k}": None for k in CALIBRATED_BLOCKS})
     return t
 
 
@@ -326,6 +344,9 @@ def run_benchmark(model, test_dir: str | Path, *, num_clips: int = 12, seed: int
             recon.append(psnr((rendered + 1) / 2, (clip.frames + 1) / 2, batch_dims=1).mean())
         m["recon_psnr"] = float(torch.stack(recon).mean())
         lap("reconstruction")
+        m2, d["factor_calibration"] = _calibration_section(b, clips)
+        m.update(m2)
+        lap("calibration")
         edits = _edit_section(b, clips, d.pop("calibration"), frames_per_clip, edit_std)
         m.update(edits["metrics"])
         d["edit_effect_std"] = edits["effect_std"]
@@ -349,6 +370,36 @@ def run_benchmark(model, test_dir: str | Path, *, num_clips: int = 12, seed: int
                          "probe": f"{probe_dir} ({len(probe_clips)} clips)" if probe_dir else
                          "cross-fitted on two halves of the test clips",
                          "keyframes": KEYFRAME_JSON, "yaw_targets": list(YAW_TARGETS)}}
+
+
+def _calibration_section(b: _Bench, clips: list[_Clip]) -> tuple[dict, dict]:
+    """Calibrate the model's dictionary on clip 0's frame 0 ignoring its layout; overlaps with the true blocks.
+
+    Free assignment (no ``sizes``): the calibration must find the block sizes itself, as it does for a
+    FLOAT-family checkpoint.  Metrics: ``calibration_overlap.<block>`` over active directions,
+    ``calibration_overlap_all.<block>`` over all; details say where each direction went.
+    """
+    clip = clips[0]
+    lam = torch.cat([c.lam for c in clips])  # (N, M)
+    std = lam.double().std(dim=0)
+    active = active_directions(lam, CALIBRATION_ACTIVE_FRACTION)
+    epsilon = CALIBRATION_EPSILON_STD * float(std.max())
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        epsilon = 0.5  # the calibration's own default when the clips do not move at all
+    cal = calibrate_autoencoder(b.mae, clip.h, clip.feats, b.mae.motion_from_coefficients(clip.lam[:1]),
+                                epsilon=epsilon)
+    Q = b.Q.detach()
+    m = {f"calibration_overlap.{k}": v for k, v in calibration_overlaps(cal, b.layout, Q, active=active).items()}
+    m.update({f"calibration_overlap_all.{k}": v for k, v in calibration_overlaps(cal, b.layout, Q).items()})
+    rows = direction_report(cal, b.layout)
+    for row in rows:
+        i = row["direction"]
+        row.update({"active": bool(active[i]), "relative_std": float(std[i] / std.max().clamp_min(1e-300)),
+                    "scores": dict(zip(SCORE_CATEGORIES, cal.scores[i].tolist()))})
+    d = {"clip": clip.name, "frame": 0, "epsilon": epsilon, "assignment": "free",
+         "active_fraction": CALIBRATION_ACTIVE_FRACTION, "num_active": int(active.sum()),
+         "calibrated": {k: list(v) for k, v in cal.directions.items()}, "directions": rows}
+    return m, d
 
 
 def _between_clip_share(parts: list[Tensor]) -> float:

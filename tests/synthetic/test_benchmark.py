@@ -59,8 +59,14 @@ def test_run_benchmark_returns_every_metric(test_split, model):
         assert (entry["target"] is None) == (entry["ok"] is None) == (METRIC_TARGETS[name] is None)
     assert res["clips"] == ["clip_00000", "clip_00001"]
     for key in ("probe_r2", "axis_readout", "dci", "edit_effect_std", "yaw_readback", "yaw_readback_generated",
-                "lip_sync", "keyframe", "driven", "smoothness"):
+                "lip_sync", "keyframe", "driven", "smoothness", "factor_calibration"):
         assert key in res["details"], key
+    calib = res["details"]["factor_calibration"]
+    assert [r["direction"] for r in calib["directions"]] == list(range(model.cfg.factors.total))
+    for block in ("pose", "lip", "eyes"):
+        for name in (f"calibration_overlap.{block}", f"calibration_overlap_all.{block}"):
+            v = res["metrics"][name]["value"]
+            assert math.isnan(v) or 0.0 <= v <= 1.0 + 1e-9, name
     assert res["details"]["keyframe"]["frame"] == 75 and res["details"]["keyframe"]["num_frames"] > 75
     assert math.isfinite(res["metrics"]["recon_psnr"]["value"])
     again = run_benchmark(model, test_split, **kw)  # deterministic given the seed (to float64 rounding)
