@@ -134,7 +134,8 @@ def iter_motion_windows(
         generator: RNG for the per-window noise (``noise=None``).
         noise: None (draw ``randn((B, L, W))`` per window), a callable ``k -> Tensor``, or a sequence of
             ``(B, L, W)`` tensors indexed by window.  When ``fmt.latent_basis`` is set (DEMO models with ``flow_subspace``), the
-            noise is projected onto its span and the state is projected back after every solver step.
+            noise is projected onto its span (and scaled per coordinate by ``fmt.latent_scale`` when set) and the
+            state is projected back after every solver step.
         callback: ``callback(done_steps, total_steps)`` over all windows × steps.
         record: optional dict filled per window ``k`` with ``chunk{k}.x0``, ``.prev_x``, ``.prev_wa``, ``.wa_t``,
             ``.trajectory`` (steps+1, B, L, W), ``.velocity`` (steps, B, L, W), ``.step_t`` (steps,),
@@ -170,6 +171,8 @@ def _windows(fmt, wr, wa, we, settings, generator, noise, callback, record, step
     total = num_windows * settings.steps
     basis_fn = getattr(fmt, "latent_basis", None)
     Q = None if basis_fn is None else basis_fn().detach().to(device=wa.device, dtype=wa.dtype)  # (W, M)
+    scale = getattr(fmt, "latent_scale", None) if Q is not None else None
+    scale = None if scale is None else scale.to(device=wa.device, dtype=wa.dtype)  # (M,)
     prev_x = torch.zeros(B, P, W, device=wa.device, dtype=wa.dtype)
     prev_wa = torch.zeros(B, P, A, device=wa.device, dtype=wa.dtype)
     if record is not None:
@@ -177,7 +180,8 @@ def _windows(fmt, wr, wa, we, settings, generator, noise, callback, record, step
     for k in range(num_windows):
         x0 = _window_noise(noise, k, (B, L, W), generator, wa.device, wa.dtype)
         if Q is not None:
-            x0 = (x0 @ Q) @ Q.T  # N(0, I) restricted to span(Q): the same law as N(0, I_M) @ Qᵀ
+            c0 = x0 @ Q  # N(0, I) restricted to span(Q): the same law as N(0, I_M) @ Qᵀ
+            x0 = (c0 if scale is None else c0 * scale) @ Q.T
         wa_k = wa[:, k * L : (k + 1) * L]  # (B, <=L, A)
         if wa_k.shape[1] < L:
             wa_k = torch.cat([wa_k, wa_k[:, -1:].expand(B, L - wa_k.shape[1], A)], dim=1)  # (B, L, A)

@@ -81,6 +81,10 @@ class DemoConfig:
             there and the sampler keeps its state there (the data never leaves it: a motion latent is
             ``λ @ Qᵀ``).  Without it the FMT must also learn to carry W − M dimensions of noise to exactly
             zero; a small CPU-trained FMT did not (sampled latents had norm ≈ 18 against ≈ 0.3 for data).
+        flow_scale: per-coefficient spread σ (M values) of the training motion, set by stage-2 training when
+            ``flow_subspace`` is on: noise is drawn as ``N(0, diag σ²)`` in the span and the flow-matching error
+            is measured in units of σ, so slowly varying, small-spread factors (pose) are generated as
+            precisely as large ones (with unit noise the generated pose jittered ~100× more than the data).
     """
 
     motion_autoencoder: MotionAutoEncoderConfig = field(default_factory=MotionAutoEncoderConfig)
@@ -97,9 +101,16 @@ class DemoConfig:
     head_source: str = "appearance"
     head_channels: tuple[int, ...] = (32, 64, 128, 128)
     flow_subspace: bool = False
+    flow_scale: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         self.head_channels = tuple(int(c) for c in self.head_channels)
+        if self.flow_scale is not None:
+            self.flow_scale = tuple(float(v) for v in self.flow_scale)
+            if len(self.flow_scale) != self.factors.total or min(self.flow_scale) <= 0:
+                raise DemoInputError(
+                    f"DemoConfig: flow_scale must hold {self.factors.total} positive values, got {list(self.flow_scale)}"
+                )
         mae, fmt = self.motion_autoencoder, self.flow_transformer
         if mae.dim_m != self.factors.total:
             raise DemoInputError(
@@ -145,6 +156,7 @@ class DemoConfig:
             "head_source": self.head_source,
             "head_channels": list(self.head_channels),
             "flow_subspace": self.flow_subspace,
+            **({} if self.flow_scale is None else {"flow_scale": list(self.flow_scale)}),
         }
 
     @classmethod
@@ -170,6 +182,7 @@ class DemoConfig:
             head_source=str(d.get("head_source", "appearance")),
             head_channels=tuple(d.get("head_channels", (32, 64, 128, 128))),
             flow_subspace=bool(d.get("flow_subspace", False)),
+            flow_scale=None if d.get("flow_scale") is None else tuple(d["flow_scale"]),
         )
 
 
@@ -286,6 +299,16 @@ class DemoModel(nn.Module):
         self.fmt = FlowTransformer(cfg.flow_transformer, **kw)
         if cfg.flow_subspace:
             self.fmt.latent_basis = self.motion_autoencoder.directions
+            self.set_flow_scale(cfg.flow_scale)
+
+    def set_flow_scale(self, scale) -> None:
+        """Set (or clear with None) the per-coefficient noise spread σ of the flow (config and FMT)."""
+        self.cfg.flow_scale = None if scale is None else tuple(float(v) for v in scale)
+        self.cfg.__post_init__()  # validates
+        if scale is None:
+            self.fmt.latent_scale = None
+        else:
+            self.fmt.latent_scale = torch.tensor(self.cfg.flow_scale, device=self.device, dtype=self.dtype)
 
     @property
     def layout(self) -> FactorLayout:

@@ -235,6 +235,9 @@ class FlowTransformer(nn.Module):
         # Optional ``() -> (W, M)`` orthonormal basis of the sub-space the motion lives in (set by DemoModel
         # with ``flow_subspace``); samplers then draw noise in it and keep their state in it.
         self.latent_basis = None
+        # Optional (M,) per-coordinate noise spread inside that sub-space (a non-persistent buffer: it comes
+        # from the model config, not from the weights).
+        self.register_buffer("latent_scale", None, persistent=False)
         kw = {"device": device, "dtype": dtype}
         n, d = cfg.num_positions, cfg.dim_h
         pe = sinusoidal_position_embedding(n, d).to(device=device, dtype=dtype or torch.get_default_dtype())

@@ -76,6 +76,7 @@ class Stage1Weights:
     blink: float = 1.0  # L1 to blink labels
     decorrelation: float = 0.05  # cross-block correlation penalty
     kl: float = 1e-4  # VAE KL (only with model.vae)
+    coefficient_l2: float = 0.0  # mean squared motion coefficient (keeps unsupervised blocks near the origin)
     adversarial: float = 0.0  # generator adversarial loss (needs an adversarial hook; off by default)
 
 

@@ -244,6 +244,14 @@ class Stage2Cache:
 
 
 @torch.no_grad()
+def flow_scale_from_cache(cache: "Stage2Cache", floor: float = 0.05) -> Tensor:
+    """Per-coefficient spread σ (M,) of the cached motion, floored at ``floor`` × the largest one (a coefficient
+    that never varies still gets noise of a sensible size)."""
+    lam = torch.cat(cache.lam).double()  # (ΣT, M)
+    std = lam.std(dim=0)
+    return std.clamp(min=floor * float(std.max())).float()
+
+
 def encode_stage2_cache(model, store: ClipStore, *, device, chunk: int = 64) -> Stage2Cache:
     """Encode every frame and the audio of every clip with the (frozen) stage-1 ``DemoModel``."""
     mae, audio_encoder = model.motion_autoencoder, model.audio_encoder
@@ -288,11 +296,12 @@ def _window(x: Tensor, start: int, length: int) -> Tensor:
 
 def sample_stage2_batch(cache: Stage2Cache, Q: Tensor, *, batch: int, window: int, prefix: int,
                         p_first: float, p_drop_audio: float, p_drop_emotion: float, p_drop_reference: float,
-                        generator: torch.Generator, subspace: bool = False) -> Stage2Batch:
+                        generator: torch.Generator, subspace: bool = False,
+                        scale: Tensor | None = None) -> Stage2Batch:
     """Draw a global stage-2 batch on the CPU (motion latents = coefficients @ Qᵀ).
 
     With ``subspace`` the noise is ``N(0, I_M) @ Qᵀ``: standard normal inside the span of Q, zero outside
-    (models with ``flow_subspace``, sampled the same way)."""
+    (models with ``flow_subspace``, sampled the same way), times ``scale`` (M,) per coordinate when given."""
     Q = Q.detach().float().cpu()
     W = Q.shape[0]
     clip = torch.randint(len(cache.lam), (batch,), generator=generator)
@@ -315,7 +324,8 @@ def sample_stage2_batch(cache: Stage2Cache, Q: Tensor, *, batch: int, window: in
         wr.append(lam[min(int(u[i, 1] * T), T - 1)] @ Q.T)
     x_1 = torch.stack(x1)
     if subspace:
-        x_0 = torch.randn(*x_1.shape[:-1], Q.shape[1], generator=generator) @ Q.T  # (B, L, W) in span(Q)
+        c_0 = torch.randn(*x_1.shape[:-1], Q.shape[1], generator=generator)  # (B, L, M)
+        x_0 = (c_0 if scale is None else c_0 * scale.float().cpu()) @ Q.T  # (B, L, W) in span(Q)
     else:
         x_0 = torch.randn(x_1.shape, generator=generator)
     return Stage2Batch(

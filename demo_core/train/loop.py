@@ -34,7 +34,7 @@ from ..io.checkpoints import save_checkpoint
 from ..models.demo_model import DemoModel
 from .checkpointing import latest_checkpoint, load_training_state, prune_checkpoints, save_training_state
 from .config import TrainConfig
-from .data import (ClipStore, Stage2Batch, Stage2Cache, build_stage1_batch, encode_stage2_cache,
+from .data import (ClipStore, Stage2Batch, Stage2Cache, build_stage1_batch, encode_stage2_cache, flow_scale_from_cache,
                    sample_stage1_picks, sample_stage2_batch, slice_batch)
 from .distributed import DistContext, cleanup_distributed, setup_distributed
 from .objectives import Stage1Objective, Stage2Objective
@@ -263,6 +263,8 @@ def train_stage2(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
         cfg = TrainConfig(model=model.cfg, data=cfg.data, stage1=cfg.stage1, stage2=s)
         store = _load_store(cfg, out, ctx, log)
         cache = _stage2_cache(model, store, init, out / "stage2" / "cache.npz", ctx, log)
+        if model.cfg.flow_subspace:
+            model.set_flow_scale(flow_scale_from_cache(cache))  # saved in the config of every checkpoint
         model.fmt.requires_grad_(True).train()
         model.audio_encoder.audio_projection.requires_grad_(s.train_audio_projection)
         objective = Stage2Objective(model, s).to(ctx.device)
@@ -277,7 +279,7 @@ def train_stage2(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
             b = sample_stage2_batch(cache, Q, batch=s.batch, window=fmt.num_frames, prefix=fmt.num_prev_frames,
                                     p_first=s.p_first_window, p_drop_audio=s.p_drop_audio,
                                     p_drop_emotion=s.p_drop_emotion, p_drop_reference=s.p_drop_reference, generator=g,
-                                    subspace=model.cfg.flow_subspace)
+                                    subspace=model.cfg.flow_subspace, scale=model.fmt.latent_scale)
             if coupling is not None:
                 data_side = ("prev_x", "wr", "feat", "prev_feat", "first", "keep_audio", "keep_emotion", "keep_reference")
                 _, x_1, cond = coupling.couple(b.x_0, b.x_1, {k: getattr(b, k) for k in data_side})

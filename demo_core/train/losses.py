@@ -157,6 +157,7 @@ def flow_matching_loss(
     *,
     prev_x: Tensor,
     basis: Tensor | None = None,
+    scale: Tensor | None = None,
     **cond: Tensor,
 ) -> Tensor:
     """Conditional OT flow-matching loss on one window, with the prefix frames as at inference.
@@ -172,6 +173,7 @@ def flow_matching_loss(
         prev_x: (B, P, W) prefix frames (zeros for a first window).
         basis: optional (W, M) orthonormal basis of the sub-space the data and noise live in; the error is
             then measured on the M coordinates only (what lies outside is projected away when sampling).
+        scale: optional (M,) per-coordinate spread (with ``basis``): the error is measured in units of it.
         **cond: the model's conditions (``wr``, ``wa``, ``prev_wa``, ``we`` for the FMT).
 
     Returns:
@@ -181,5 +183,6 @@ def flow_matching_loss(
     v = velocity_model(sample.x_t, sample.t, prev_x=prev_x, **cond)  # (B, P + L, W)
     P = prev_x.shape[1]
     if basis is not None:
-        return F.mse_loss(v[:, P:] @ basis, sample.dx_t @ basis)  # (B, L, M)
+        err = (v[:, P:] - sample.dx_t) @ basis  # (B, L, M)
+        return (err if scale is None else err / scale).pow(2).mean()
     return F.mse_loss(v[:, P:], sample.dx_t)

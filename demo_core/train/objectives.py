@@ -159,6 +159,15 @@ class Stage1Objective(nn.Module):
             loss = loss + w.decorrelation * decor
         metrics["decorrelation"] = decor.detach()
 
+        coef = zero
+        if w.coefficient_l2 > 0:
+            # Without it the unsupervised residual block drifted to a constant of norm ~50 within 500 steps: the
+            # latent was then dominated by it, the 64² warp switched itself off (mask ≈ 0.02) and edits of the
+            # supervised axes (|λ| ≲ 0.5) no longer moved the render.
+            coef = mean_d.pow(2).mean()
+            loss = loss + w.coefficient_l2 * coef
+        metrics["coefficient_l2"] = coef.detach()
+
         kl = zero
         if self.vae and logvar_d is not None and w.kl > 0:
             kl = gaussian_kl_loss(mean_d, logvar_d)
@@ -196,6 +205,8 @@ class Stage2Objective(nn.Module):
         we = self.neutral.to(batch.x_1.dtype).expand(B, 1, -1) * batch.keep_emotion[:, None, None]  # (B, 1, E)
         wr = batch.wr * batch.keep_reference[:, None]  # (B, W)
         basis = None if self.mae is None else self.mae.directions().detach()  # (W, M), frozen in stage 2
-        loss = flow_matching_loss(self.fmt, batch.x_0, batch.x_1, batch.t, prev_x=batch.prev_x, basis=basis, wr=wr, wa=wa,
+        scale = None if self.mae is None else self.fmt.latent_scale  # (M,) or None
+        loss = flow_matching_loss(self.fmt, batch.x_0, batch.x_1, batch.t, prev_x=batch.prev_x, basis=basis,
+                                  scale=scale, wr=wr, wa=wa,
                                   prev_wa=prev_wa, we=we)
         return loss, {"loss": loss.detach(), "fm": loss.detach()}

@@ -136,3 +136,25 @@ def test_image_heads_and_subspace_flow_round_trip_and_sample_inside_the_dictiona
     free = pipeline.sample_motion(plain, portrait2, pipeline.encode_audio(plain, torch.sin(2 * torch.pi * 180 * t)[None],
                                                                           16000), pipeline.GenerationSettings(steps=3, seed=2))
     assert float((free - (free @ Q) @ Q.T).abs().max()) > 0.1
+
+
+def test_flow_scale_shapes_the_noise_inside_the_span_and_round_trips(tmp_path):
+    d = tiny_demo_dict()
+    d.update(flow_subspace=True, flow_scale=[0.5] * 6 + [0.1] * 6 + [1.0] * 8)
+    cfg = DemoConfig.from_dict(d)
+    assert DemoConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).flow_scale == cfg.flow_scale
+    bad = dict(d, flow_scale=[1.0] * 19)
+    with pytest.raises(DemoInputError, match="flow_scale must hold 20"):
+        DemoConfig.from_dict(bad)
+    torch.manual_seed(0)
+    model, _ = load_model(save_checkpoint(tmp_path / "m.safetensors", DemoModel(cfg).eval(), cfg.to_dict()))
+    assert torch.equal(model.fmt.latent_scale, torch.tensor(cfg.flow_scale))
+    record = {}
+    from demo_core.flow.window_sampler import SamplerSettings, sample_motion as sample_windows
+    g = torch.Generator().manual_seed(0)
+    W, L = 32, model.fmt.cfg.num_frames
+    sample_windows(model.fmt, wr=torch.zeros(64, W), wa=torch.zeros(64, L, 16), we=torch.zeros(64, 1, 7),
+                   settings=SamplerSettings(steps=1), generator=g, record=record)
+    coords = record["chunk0.x0"] @ model.motion_autoencoder.directions()  # (64, L, 20)
+    spread = coords.flatten(0, 1).std(dim=0)
+    assert torch.allclose(spread, torch.tensor(cfg.flow_scale), rtol=0.1)

@@ -125,3 +125,18 @@ def test_stage2_subspace_noise_lies_in_the_span_of_the_dictionary():
     assert abs(float(coords.std()) - 1.0) < 0.05  # standard normal inside it
     full = sample_stage2_batch(cache, Q, generator=torch.Generator().manual_seed(0), **kw)
     assert float((full.x_0 - (full.x_0 @ Q) @ Q.T).abs().max()) > 0.5
+
+
+def test_flow_scale_from_cache_and_scaled_stage2_noise():
+    from demo_core.train.data import flow_scale_from_cache
+    g = torch.Generator().manual_seed(1)
+    lam = torch.randn(400, 4, generator=g) * torch.tensor([2.0, 0.5, 1e-4, 1.0])
+    s = flow_scale_from_cache(Stage2Cache(lam=[lam[:150], lam[150:]], feats=[torch.zeros(150, 3), torch.zeros(250, 3)]))
+    assert torch.allclose(s[[0, 1, 3]], torch.tensor([2.0, 0.5, 1.0]), rtol=0.15)
+    assert float(s[2]) == pytest.approx(0.05 * float(s.max()))  # floored
+    Q, _ = torch.linalg.qr(torch.randn(16, 4, generator=g))
+    cache = Stage2Cache(lam=[torch.randn(30, 4)], feats=[torch.randn(30, 3)])
+    b = sample_stage2_batch(cache, Q, batch=512, window=6, prefix=2, p_first=0.3, p_drop_audio=0.0, p_drop_emotion=0.0,
+                            p_drop_reference=0.0, generator=torch.Generator().manual_seed(0), subspace=True, scale=s)
+    spread = (b.x_0 @ Q).flatten(0, 1).std(dim=0)
+    assert torch.allclose(spread, s, rtol=0.05)

@@ -84,3 +84,14 @@ def test_image_heads_and_subspace_flow_train_both_stages(tiny_train_config, tmp_
     assert sum(s2[-3:]) < 0.8 * sum(s2[:3]), s2
     model, _ = load_model(tmp_path / "stage2" / "model.safetensors")
     assert model.cfg.head_source == "image" and model.cfg.flow_subspace and model.fmt.latent_basis is not None
+    assert model.cfg.flow_scale is not None and len(model.cfg.flow_scale) == 20  # σ of the cached motion, saved
+    assert torch.equal(model.fmt.latent_scale, torch.tensor(model.cfg.flow_scale))
+
+
+def test_coefficient_l2_is_logged_and_pulls_the_coefficients_in(tiny_train_config, tmp_path):
+    cfg = tiny_train_config(stage1__steps=8)
+    cfg.stage1.weights.coefficient_l2 = 50.0
+    train_stage1(cfg, tmp_path, log=lambda _m: None)
+    rows = [json.loads(line) for line in (tmp_path / "stage1" / "metrics.jsonl").read_text().splitlines()]
+    c = [r["coefficient_l2"] for r in rows]
+    assert c[0] > 0 and c[-1] < 0.5 * c[0], c

@@ -116,3 +116,20 @@ def test_flow_matching_loss_in_a_subspace_ignores_the_orthogonal_complement():
 
     assert float(flow_matching_loss(oracle_plus_junk, x_0, x_1, t, prev_x=prev_x, basis=Q)) < 1e-10
     assert float(flow_matching_loss(oracle_plus_junk, x_0, x_1, t, prev_x=prev_x)) > 0.1
+
+
+def test_flow_matching_loss_in_units_of_the_coordinate_scale():
+    g = torch.Generator().manual_seed(5)
+    Q, _ = torch.linalg.qr(torch.randn(6, 2, generator=g))
+    x_0, x_1 = torch.randn(2, 3, 2, generator=g) @ Q.T, torch.randn(2, 3, 2, generator=g) @ Q.T
+    t = torch.rand(2, generator=g) * 0.9
+    scale = torch.tensor([0.1, 2.0])
+    err = torch.tensor([0.3, 0.3])  # the same velocity error on both coordinates
+
+    def off_by_err(x_t, t, *, prev_x):
+        v = (x_1 - x_t) / (1 - t.view(-1, 1, 1))
+        return torch.cat([prev_x, v + err @ Q.T], dim=1)
+
+    prev_x = torch.zeros(2, 1, 6)
+    got = float(flow_matching_loss(off_by_err, x_0, x_1, t, prev_x=prev_x, basis=Q, scale=scale))
+    assert got == pytest.approx(float(((err / scale) ** 2).mean()), rel=1e-4)
