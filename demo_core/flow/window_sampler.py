@@ -23,7 +23,7 @@ from .guidance import ClassifierFreeGuidance, PrefixDroppingVelocity
 from .guided_transformer import GuidedFlowTransformer, supports_guided_transformer
 from .solvers import SOLVER_METHODS, ODESolver, time_grid
 
-__all__ = ["SamplerSettings", "iter_motion_windows", "sample_motion"]
+__all__ = ["SamplerSettings", "iter_motion_windows", "sample_motion", "shape_noise"]
 
 NoiseSource = Union[None, Callable[[int], Tensor], Sequence[Tensor], Tensor]
 WindowStepHook = Callable[[Tensor, Tensor, int], Tensor]
@@ -86,9 +86,24 @@ def _check_inputs(fmt, wr: Tensor, wa: Tensor, we: Tensor) -> Tensor:
     return we.expand(B, 1, cfg.dim_e)
 
 
-def _window_noise(noise: NoiseSource, k: int, shape: tuple, generator, device, dtype) -> Tensor:
+def shape_noise(fmt, x0: Tensor) -> Tensor:
+    """Standard-normal noise ``x0`` (B, L, W) as a model with ``fmt.latent_basis`` draws it: projected onto the
+    span of the basis Q (the law of ``N(0, I_M) @ Qᵀ``) and scaled per coordinate by ``fmt.latent_scale`` when
+    set.  Models without a basis get ``x0`` back unchanged."""
+    basis_fn = getattr(fmt, "latent_basis", None)
+    if basis_fn is None:
+        return x0
+    Q = basis_fn().detach().to(device=x0.device, dtype=x0.dtype)  # (W, M)
+    c0 = x0 @ Q  # (B, L, M)
+    scale = getattr(fmt, "latent_scale", None)
+    if scale is not None:
+        c0 = c0 * scale.to(device=x0.device, dtype=x0.dtype)
+    return c0 @ Q.T
+
+
+def _window_noise(noise: NoiseSource, k: int, shape: tuple, generator, device, dtype, fmt=None) -> Tensor:
     if noise is None:
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return shape_noise(fmt, torch.randn(shape, generator=generator, device=device, dtype=dtype))
     if callable(noise):
         x0 = noise(k)
     else:
@@ -133,9 +148,9 @@ def iter_motion_windows(
         settings: steps, method and guidance scales.
         generator: RNG for the per-window noise (``noise=None``).
         noise: None (draw ``randn((B, L, W))`` per window), a callable ``k -> Tensor``, or a sequence of
-            ``(B, L, W)`` tensors indexed by window.  When ``fmt.latent_basis`` is set (DEMO models with ``flow_subspace``), the
-            noise is projected onto its span (and scaled per coordinate by ``fmt.latent_scale`` when set) and the
-            state is projected back after every solver step.
+            ``(B, L, W)`` tensors indexed by window.  When ``fmt.latent_basis`` is set (DEMO models with
+            ``flow_subspace``), drawn noise goes through :func:`shape_noise` (explicit noise is used as given:
+            shape it the same way) and the state is projected back onto the span after every solver step.
         callback: ``callback(done_steps, total_steps)`` over all windows × steps.
         record: optional dict filled per window ``k`` with ``chunk{k}.x0``, ``.prev_x``, ``.prev_wa``, ``.wa_t``,
             ``.trajectory`` (steps+1, B, L, W), ``.velocity`` (steps, B, L, W), ``.step_t`` (steps,),
@@ -171,17 +186,12 @@ def _windows(fmt, wr, wa, we, settings, generator, noise, callback, record, step
     total = num_windows * settings.steps
     basis_fn = getattr(fmt, "latent_basis", None)
     Q = None if basis_fn is None else basis_fn().detach().to(device=wa.device, dtype=wa.dtype)  # (W, M)
-    scale = getattr(fmt, "latent_scale", None) if Q is not None else None
-    scale = None if scale is None else scale.to(device=wa.device, dtype=wa.dtype)  # (M,)
     prev_x = torch.zeros(B, P, W, device=wa.device, dtype=wa.dtype)
     prev_wa = torch.zeros(B, P, A, device=wa.device, dtype=wa.dtype)
     if record is not None:
         record["time_grid"] = grid
     for k in range(num_windows):
-        x0 = _window_noise(noise, k, (B, L, W), generator, wa.device, wa.dtype)
-        if Q is not None:
-            c0 = x0 @ Q  # N(0, I) restricted to span(Q): the same law as N(0, I_M) @ Qᵀ
-            x0 = (c0 if scale is None else c0 * scale) @ Q.T
+        x0 = _window_noise(noise, k, (B, L, W), generator, wa.device, wa.dtype, fmt)
         wa_k = wa[:, k * L : (k + 1) * L]  # (B, <=L, A)
         if wa_k.shape[1] < L:
             wa_k = torch.cat([wa_k, wa_k[:, -1:].expand(B, L - wa_k.shape[1], A)], dim=1)  # (B, L, A)

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DemoInputError
-from ..flow.window_sampler import SamplerSettings, iter_motion_windows
+from ..flow.window_sampler import SamplerSettings, iter_motion_windows, shape_noise
 from .factor_space import FactorSpace, describe_shape
 from .factors import FactorLayout
 
@@ -55,6 +55,8 @@ class FactorConditioning:
         num_frames: clip length T (``wa.shape[1]``); every target must have T frames.
         generator: RNG of the default noise (the same draws as unconditioned sampling with this generator).
         noise: None (``randn((B, L, W))`` per window), a callable ``k -> (B, L, W)`` or a sequence of them.
+        shaper: applied to the default noise (``shape_noise(fmt, ·)`` for models that draw their noise in a
+            sub-space), so that the recorded ``x_0`` is the sampler's actual starting point.
         device, dtype: where and in which dtype to draw the default noise (those of ``wa``).
 
     Example:
@@ -79,6 +81,7 @@ class FactorConditioning:
         noise: Callable[[int], Tensor] | Sequence[Tensor] | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        shaper: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if not isinstance(space, FactorSpace):
             raise DemoInputError(f"space: expected a FactorSpace, got {type(space).__name__}")
@@ -92,7 +95,7 @@ class FactorConditioning:
                                  f"got {type(noise).__name__}")
         self.space, self.generator, self.base_noise = space, generator, noise
         self.window_length, self.batch, self.num_frames = window_length, batch, num_frames
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype, self.shaper = device, dtype, shaper
         self.x0: dict[int, Tensor] = {}
         L, T = window_length, num_frames
         num_windows = -(-T // L)
@@ -122,6 +125,8 @@ class FactorConditioning:
         shape = (self.batch, self.window_length, self.space.width)
         if self.base_noise is None:
             x0 = torch.randn(shape, generator=self.generator, device=self.device, dtype=self.dtype)
+            if self.shaper is not None:  # the model's own noise law (e.g. inside its motion sub-space)
+                x0 = self.shaper(x0)
         elif callable(self.base_noise):
             x0 = self.base_noise(k)
         else:
@@ -159,7 +164,7 @@ def _conditioning(fmt, wa: Tensor, fixed, Q, layout, rotation, generator, noise)
         raise DemoInputError(f"Q: expected {cfg.dim_w} rows (the model's latent width), got {space.width}")
     return FactorConditioning(space, fixed, window_length=int(cfg.num_frames), batch=int(wa.shape[0]),
                               num_frames=int(wa.shape[1]), generator=generator, noise=noise,
-                              device=wa.device, dtype=wa.dtype)
+                              device=wa.device, dtype=wa.dtype, shaper=lambda x0: shape_noise(fmt, x0))
 
 
 def iter_motion_conditioned(

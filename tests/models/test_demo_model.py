@@ -158,3 +158,24 @@ def test_flow_scale_shapes_the_noise_inside_the_span_and_round_trips(tmp_path):
     coords = record["chunk0.x0"] @ model.motion_autoencoder.directions()  # (64, L, 20)
     spread = coords.flatten(0, 1).std(dim=0)
     assert torch.allclose(spread, torch.tensor(cfg.flow_scale), rtol=0.1)
+
+
+def test_factor_conditioned_sampling_on_a_subspace_model_starts_from_its_own_noise():
+    from demo_core.motion.conditioning import sample_motion_conditioned
+    d = tiny_demo_dict()
+    d.update(flow_subspace=True, flow_scale=[0.3] * 20)
+    torch.manual_seed(0)
+    model = DemoModel(DemoConfig.from_dict(d)).eval()
+    with torch.no_grad():
+        model.fmt.decoder.linear.weight.normal_(0.0, 0.05)
+    Q, layout = model.motion_autoencoder.directions(), model.cfg.factors
+    T = 11
+    pose = torch.full((1, T, 6), 0.2)
+    record = {}
+    out = sample_motion_conditioned(model.fmt, wr=torch.zeros(1, 32), wa=torch.randn(1, T, 16),
+                                    we=torch.zeros(1, 1, 7), fixed={"pose": pose}, Q=Q, layout=layout,
+                                    generator=torch.Generator().manual_seed(3), record=record)
+    x0 = record["chunk0.x0"]
+    assert float((x0 - (x0 @ Q) @ Q.T).abs().max()) < 1e-5  # noise inside the span ...
+    assert abs(float((x0 @ Q).std()) - 0.3) < 0.06  # ... with the model's spread
+    assert torch.allclose((out @ Q)[..., 6:12], pose.expand(1, T, 6), atol=1e-5)  # fixed factor reproduced
