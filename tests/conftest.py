@@ -58,6 +58,24 @@ def assert_close_ref(cand: torch.Tensor, ref: torch.Tensor, name: str = "", atol
     )
 
 
+@pytest.fixture
+def single_thread():
+    """One intra-op thread: tiny models gain nothing from two, and on a busy machine OpenMP barriers across two
+    oversubscribed threads make the first steps seconds long."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def float_tiny_model():
+    """The FLOAT tiny fixture model (random weights, 64×64, wav2vec2 audio encoder, emotion encoder)."""
+    from demo_core.models.loader import load_model
+
+    return load_model(require_shared(TINY / "float_tiny.safetensors"))[0]
+
+
 @pytest.fixture(scope="session")
 def tiny_weights() -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file

@@ -10,7 +10,6 @@ import torch
 
 from demo_core.cli import main as cli_main
 from demo_core.errors import DemoInputError
-from demo_core.models.loader import load_model
 from demo_core.pipeline import (
     GenerationSettings,
     encode_audio,
@@ -23,45 +22,40 @@ from demo_core.pipeline import (
 from tests.conftest import SHARED, TINY, require_shared
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
-    return load_model(require_shared(TINY / "float_tiny.safetensors"))[0]
-
-
 def _speech(seconds: float, rate: int = 16000, channels: int = 1) -> torch.Tensor:
     t = torch.arange(int(seconds * rate)) / rate
     wave = 0.3 * torch.sin(2 * math.pi * 180 * t) * (0.6 + 0.4 * torch.sin(2 * math.pi * 4 * t))
     return wave.expand(channels, -1).clone()
 
 
-def test_steps_and_seed(tiny_model):
+def test_steps_and_seed(float_tiny_model):
     image = torch.rand(96, 80, 3, generator=torch.Generator().manual_seed(0))
-    portrait = encode_portrait(tiny_model, image, crop="center")
-    audio = encode_audio(tiny_model, _speech(1.0), 16000, emotion="neutral")
+    portrait = encode_portrait(float_tiny_model, image, crop="center")
+    audio = encode_audio(float_tiny_model, _speech(1.0), 16000, emotion="neutral")
     assert audio.features.shape[1] == 25
     s = GenerationSettings(steps=3, seed=5)
-    m1 = sample_motion(tiny_model, portrait, audio, s)
-    m2 = sample_motion(tiny_model, portrait, audio, s)
+    m1 = sample_motion(float_tiny_model, portrait, audio, s)
+    m2 = sample_motion(float_tiny_model, portrait, audio, s)
     assert torch.equal(m1, m2)
-    m3 = sample_motion(tiny_model, portrait, audio, GenerationSettings(steps=4, seed=5))
+    m3 = sample_motion(float_tiny_model, portrait, audio, GenerationSettings(steps=4, seed=5))
     assert not torch.allclose(m1, m3)
-    m4 = sample_motion(tiny_model, portrait, audio, GenerationSettings(steps=3, seed=6))
+    m4 = sample_motion(float_tiny_model, portrait, audio, GenerationSettings(steps=3, seed=6))
     assert not torch.allclose(m1, m4)
 
 
 @pytest.mark.parametrize("fps", [10, 25, 30, 60])
-def test_frame_count_at_any_fps(tiny_model, fps):
+def test_frame_count_at_any_fps(float_tiny_model, fps):
     image = torch.rand(1, 64, 64, 3)
-    portrait = encode_portrait(tiny_model, image, crop="none")
-    audio = encode_audio(tiny_model, _speech(1.3, 44100, 2), 44100, emotion="happy")
-    motion = sample_motion(tiny_model, portrait, audio, GenerationSettings(steps=1))
+    portrait = encode_portrait(float_tiny_model, image, crop="none")
+    audio = encode_audio(float_tiny_model, _speech(1.3, 44100, 2), 44100, emotion="happy")
+    motion = sample_motion(float_tiny_model, portrait, audio, GenerationSettings(steps=1))
     out = retime_motion(motion, audio, 25.0, fps)
     assert out.shape[1] == math.ceil(1.3 * fps)
-    frames = torch.cat(list(iter_frames(tiny_model, portrait, out[:, :5], batch=2)), dim=1)
+    frames = torch.cat(list(iter_frames(float_tiny_model, portrait, out[:, :5], batch=2)), dim=1)
     assert frames.shape == (1, min(5, out.shape[1]), 3, 64, 64)
 
 
-def test_generate_video_and_cli(tmp_path, tiny_model):
+def test_generate_video_and_cli(tmp_path, float_tiny_model):
     require_shared()
     portrait = SHARED / "data" / "portraits" / "violet.png"
     speech = SHARED / "data" / "speech" / "arctic_a0009.wav"
@@ -78,7 +72,7 @@ def test_generate_video_and_cli(tmp_path, tiny_model):
     assert n == math.ceil(float(secs) * 30)
     # never overwrite: a second run gets a numbered name
     image = torch.rand(64, 64, 3)
-    second = generate_video(tiny_model, image, _speech(0.5), 16000, out, GenerationSettings(steps=1))
+    second = generate_video(float_tiny_model, image, _speech(0.5), 16000, out, GenerationSettings(steps=1))
     assert second != out and second.exists() and out.exists()
     assert not list(tmp_path.glob(".*partial*"))
 

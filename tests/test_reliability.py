@@ -54,12 +54,6 @@ from tests.conftest import ROOT, TINY, require_shared
 from tests.models.demo_tiny import tiny_demo_config
 
 
-@pytest.fixture(scope="module")
-def float_model():
-    """The FLOAT tiny fixture model (random weights, 64×64, wav2vec2 audio encoder, emotion encoder)."""
-    return load_model(require_shared(TINY / "float_tiny.safetensors"))[0]
-
-
 def tiny_demo_model() -> DemoModel:
     """A seeded tiny DEMO model (64×64, log-mel audio encoder, named factors)."""
     torch.manual_seed(0)
@@ -106,37 +100,37 @@ def decoded_frames(path: Path) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- images
 
 
-def test_rgba_image_alpha_is_composited_over_black(float_model):
+def test_rgba_image_alpha_is_composited_over_black(float_tiny_model):
     rgb = portrait(64, 64)
     alpha = torch.ones(1, 64, 64, 1)
     alpha[:, :, 32:] = 0.0  # right half transparent
     rgba = torch.cat([rgb, alpha], dim=-1)  # (1, 64, 64, 4)
     composited = rgb.clone()
     composited[:, :, 32:] = 0.0
-    a = encode_portrait(float_model, rgba, crop="none")
-    b = encode_portrait(float_model, composited, crop="none")
+    a = encode_portrait(float_tiny_model, rgba, crop="none")
+    b = encode_portrait(float_tiny_model, composited, crop="none")
     assert torch.equal(a.image, b.image) and torch.equal(a.source_motion, b.source_motion)
 
 
-def test_grayscale_image_is_used_as_rgb(float_model):
+def test_grayscale_image_is_used_as_rgb(float_tiny_model):
     grey = portrait(70, 50, channels=1)  # (1, 70, 50, 1)
-    a = encode_portrait(float_model, grey, crop="center")
-    b = encode_portrait(float_model, grey.expand(-1, -1, -1, 3), crop="center")
+    a = encode_portrait(float_tiny_model, grey, crop="center")
+    b = encode_portrait(float_tiny_model, grey.expand(-1, -1, -1, 3), crop="center")
     assert torch.equal(a.image, b.image)
 
 
-def test_tiny_image_is_upscaled_with_a_note(float_model, caplog):
+def test_tiny_image_is_upscaled_with_a_note(float_tiny_model, caplog):
     caplog.set_level(logging.INFO, logger="demo_core.pipeline")
-    encoded = encode_portrait(float_model, portrait(20, 24), crop="center")
+    encoded = encode_portrait(float_tiny_model, portrait(20, 24), crop="center")
     assert encoded.image.shape == (1, 3, 64, 64) and bool(torch.isfinite(encoded.h_source).all())
     assert any("20 px across" in r.getMessage() and "upscaled" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("height, width", [(15, 40), (40, 15), (1, 1)])
-def test_image_below_16_pixels_is_refused(float_model, height, width):
+def test_image_below_16_pixels_is_refused(float_tiny_model, height, width):
     with pytest.raises(DemoInputError, match=rf"^image: {width}×{height} pixels is too small for a portrait; "
                                              r"expected at least 16×16"):
-        encode_portrait(float_model, portrait(max(height, 2), max(width, 2))[:, :height, :width], crop="center")
+        encode_portrait(float_tiny_model, portrait(max(height, 2), max(width, 2))[:, :height, :width], crop="center")
 
 
 def _memory(key: str) -> int:
@@ -198,45 +192,45 @@ def test_huge_4k_image_is_downscaled_in_bounded_memory(tmp_path):
 
 
 @pytest.mark.parametrize("height, width", [(97, 131), (131, 97), (64, 201), (33, 17)])
-def test_non_square_and_odd_images_give_even_frames(float_model, height, width):
+def test_non_square_and_odd_images_give_even_frames(float_tiny_model, height, width):
     image = portrait(height, width)
     for crop in ("auto", "center", "none"):
-        encoded = encode_portrait(float_model, image, crop=crop)
+        encoded = encode_portrait(float_tiny_model, image, crop=crop)
         assert encoded.image.shape == (1, 3, 64, 64)
-    encoded = encode_portrait(float_model, image, crop="center")
-    track = sample_motion_track(float_model, encoded, encode_audio(float_model, speech(0.2), 16000, emotion="neutral"),
+    encoded = encode_portrait(float_tiny_model, image, crop="center")
+    track = sample_motion_track(float_tiny_model, encoded, encode_audio(float_tiny_model, speech(0.2), 16000, emotion="neutral"),
                                 GenerationSettings(steps=1))
-    frames = render_track(float_model, encoded, track, batch=4)
+    frames = render_track(float_tiny_model, encoded, track, batch=4)
     pasted, masks = paste_frames(frames, image, encoded.crops)
     assert pasted.shape == (track.num_frames, height - height % 2, width - width % 2, 3)
     assert masks.shape == (1, height - height % 2, width - width % 2)
 
 
-def test_batch_of_several_portraits(float_model):
+def test_batch_of_several_portraits(float_tiny_model):
     images = torch.cat([portrait(90, 70, seed=s) for s in range(3)])  # (3, 90, 70, 3)
-    encoded = encode_portrait(float_model, images, crop="center")
+    encoded = encode_portrait(float_tiny_model, images, crop="center")
     assert encoded.batch == 3 and len(encoded.crops) == 3
-    audio = encode_audio(float_model, speech(0.3), 16000, emotion="neutral")
-    track = sample_motion_track(float_model, encoded, audio, GenerationSettings(steps=1))
+    audio = encode_audio(float_tiny_model, speech(0.3), 16000, emotion="neutral")
+    track = sample_motion_track(float_tiny_model, encoded, audio, GenerationSettings(steps=1))
     assert track.latents.shape[:2] == (3, math.ceil(0.3 * 25))
-    frames = render_track(float_model, encoded, track, batch=3)  # (3·T, 64, 64, 3), portrait-major
+    frames = render_track(float_tiny_model, encoded, track, batch=3)  # (3·T, 64, 64, 3), portrait-major
     t = track.num_frames
     assert frames.shape == (3 * t, 64, 64, 3)
     assert not torch.equal(frames[:t], frames[t:2 * t]) and not torch.equal(frames[t:2 * t], frames[2 * t:])
 
 
-def test_image_without_a_visible_face_uses_the_centre_crop(float_model):
+def test_image_without_a_visible_face_uses_the_centre_crop(float_tiny_model):
     flat = torch.full((1, 90, 120, 3), 0.5)
-    encoded = encode_portrait(float_model, flat, crop="auto")
+    encoded = encode_portrait(float_tiny_model, flat, crop="auto")
     assert encoded.crops == [CropBox(15.0, 0.0, 90.0, 120, 90)]
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
-def test_nan_or_inf_image_is_refused(float_model, value):
+def test_nan_or_inf_image_is_refused(float_tiny_model, value):
     image = portrait(64, 64)
     image[0, 10, 10, 1] = value
     with pytest.raises(DemoInputError, match=r"^image: contains NaN or infinite values; expected finite values"):
-        encode_portrait(float_model, image)
+        encode_portrait(float_tiny_model, image)
 
 
 @pytest.mark.parametrize("image, pattern", [
@@ -246,16 +240,16 @@ def test_nan_or_inf_image_is_refused(float_model, value):
     (torch.rand(0, 64, 64, 3), r"^image: the image batch is empty .* expected at least one image"),
     ("portrait.png", r"^image: expected a tensor \(B, H, W, 3\)"),
 ])
-def test_image_of_the_wrong_kind_is_refused(float_model, image, pattern):
+def test_image_of_the_wrong_kind_is_refused(float_tiny_model, image, pattern):
     with pytest.raises(DemoInputError, match=pattern):
-        encode_portrait(float_model, image)
+        encode_portrait(float_tiny_model, image)
 
 
-def test_slight_overshoot_is_clipped_not_refused(float_model):
+def test_slight_overshoot_is_clipped_not_refused(float_tiny_model):
     image = portrait(64, 64)
     over = image * 1.04 - 0.02  # what a bicubic resize upstream produces
-    a = encode_portrait(float_model, over, crop="none")
-    b = encode_portrait(float_model, over.clamp(0, 1), crop="none")
+    a = encode_portrait(float_tiny_model, over, crop="none")
+    b = encode_portrait(float_tiny_model, over.clamp(0, 1), crop="none")
     assert torch.equal(a.image, b.image)
 
 
@@ -263,71 +257,71 @@ def test_slight_overshoot_is_clipped_not_refused(float_model):
 
 
 @pytest.mark.parametrize("waveform", [torch.zeros(0), torch.zeros(2, 0), torch.zeros(1, 1, 0)])
-def test_empty_audio_is_refused(float_model, waveform):
+def test_empty_audio_is_refused(float_tiny_model, waveform):
     with pytest.raises(DemoInputError, match=r"^audio: the waveform is empty .*expected audio samples"):
-        encode_audio(float_model, waveform, 16000)
+        encode_audio(float_tiny_model, waveform, 16000)
 
 
 @pytest.mark.parametrize("samples, rate", [(1, 16000), (300, 16000), (639, 16000), (150, 8000), (1700, 44100)])
-def test_audio_shorter_than_one_frame_is_refused(float_model, samples, rate):
+def test_audio_shorter_than_one_frame_is_refused(float_tiny_model, samples, rate):
     ms = 1000 * math.ceil(samples * 16000 / rate) / 16000
     with pytest.raises(DemoInputError, match=rf"^audio: the clip lasts {ms:.1f} ms, shorter than one video frame "
                                              r"\(40 ms at 25 fps\); expected at least 40 ms of speech"):
-        encode_audio(float_model, torch.full((samples,), 0.1), rate)
+        encode_audio(float_tiny_model, torch.full((samples,), 0.1), rate)
 
 
-def test_audio_of_exactly_one_frame_gives_one_frame(float_model):
-    audio = encode_audio(float_model, speech(0.04), 16000)  # 640 samples
+def test_audio_of_exactly_one_frame_gives_one_frame(float_tiny_model):
+    audio = encode_audio(float_tiny_model, speech(0.04), 16000)  # 640 samples
     assert audio.features.shape[1] == 1 and audio.num_frames(25) == 1 and audio.num_frames(60) == 3
 
 
-def test_silent_audio_gives_finite_idle_motion_without_warnings(float_model):
-    encoded = encode_portrait(float_model, portrait(64, 64), crop="none")
+def test_silent_audio_gives_finite_idle_motion_without_warnings(float_tiny_model):
+    encoded = encode_portrait(float_tiny_model, portrait(64, 64), crop="none")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        audio = encode_audio(float_model, torch.zeros(1, 16000), 16000, emotion="auto")
-        track = sample_motion_track(float_model, encoded, audio, GenerationSettings(steps=2))
-        frames = render_track(float_model, encoded, track, batch=8)
+        audio = encode_audio(float_tiny_model, torch.zeros(1, 16000), 16000, emotion="auto")
+        track = sample_motion_track(float_tiny_model, encoded, audio, GenerationSettings(steps=2))
+        frames = render_track(float_tiny_model, encoded, track, batch=8)
     assert bool(torch.isfinite(audio.features).all()) and bool(torch.isfinite(audio.emotion).all())
     assert track.num_frames == 25 and bool(torch.isfinite(track.latents).all())
     assert bool(torch.isfinite(frames).all())
 
 
 @pytest.mark.parametrize("gain", [4.0, 40.0])
-def test_clipped_audio_is_accepted(float_model, gain):
+def test_clipped_audio_is_accepted(float_tiny_model, gain):
     clipped = (speech(0.5) * gain).clamp(-1.0, 1.0)  # hard clipping at full scale
-    audio = encode_audio(float_model, clipped, 16000)
+    audio = encode_audio(float_tiny_model, clipped, 16000)
     assert audio.features.shape[1] == math.ceil(0.5 * 25) and bool(torch.isfinite(audio.features).all())
-    louder = encode_audio(float_model, speech(0.5) * gain, 16000)  # beyond ±1 (a gain node upstream)
+    louder = encode_audio(float_tiny_model, speech(0.5) * gain, 16000)  # beyond ±1 (a gain node upstream)
     assert bool(torch.isfinite(louder.features).all())
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
-def test_nan_or_inf_audio_is_refused(float_model, value):
+def test_nan_or_inf_audio_is_refused(float_tiny_model, value):
     wave = speech(0.5)
     wave[0, 100] = value
     with pytest.raises(DemoInputError, match=r"^audio: the waveform contains NaN or infinite values; expected finite"):
-        encode_audio(float_model, wave, 16000)
+        encode_audio(float_tiny_model, wave, 16000)
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
-def test_sample_rates_are_resampled_to_the_same_frames(float_model, rate):
-    audio = encode_audio(float_model, speech(0.7, rate), rate, emotion="neutral")
+def test_sample_rates_are_resampled_to_the_same_frames(float_tiny_model, rate):
+    audio = encode_audio(float_tiny_model, speech(0.7, rate), rate, emotion="neutral")
     assert audio.features.shape[1] == math.ceil(0.7 * 25)
     assert audio.num_samples == math.ceil(round(0.7 * rate) * 16000 / rate)
     assert audio.num_frames(30) == math.ceil(0.7 * 30)
 
 
 @pytest.mark.parametrize("channels", [2, 6])
-def test_stereo_and_5_1_audio_is_mixed_to_mono(float_model, channels):
-    mono = encode_audio(float_model, speech(0.5, 48000), 48000, emotion="neutral")
-    multi = encode_audio(float_model, speech(0.5, 48000, channels)[None], 48000, emotion="neutral")  # (1, C, n)
+def test_stereo_and_5_1_audio_is_mixed_to_mono(float_tiny_model, channels):
+    mono = encode_audio(float_tiny_model, speech(0.5, 48000), 48000, emotion="neutral")
+    multi = encode_audio(float_tiny_model, speech(0.5, 48000, channels)[None], 48000, emotion="neutral")  # (1, C, n)
     assert torch.allclose(multi.features, mono.features, atol=1e-5)
 
 
-def test_audio_batch_of_several_clips_is_refused_by_the_engine(float_model):
+def test_audio_batch_of_several_clips_is_refused_by_the_engine(float_tiny_model):
     with pytest.raises(DemoInputError, match=r"^audio: expected one clip \(batch size 1\)"):
-        encode_audio(float_model, torch.zeros(2, 1, 16000), 16000)
+        encode_audio(float_tiny_model, torch.zeros(2, 1, 16000), 16000)
 
 
 def _streaming_child(seconds: float, out_dir: str) -> None:
@@ -523,10 +517,10 @@ def test_float_checkpoint_without_wav2vec2_says_where_to_put_it(tmp_path, tiny_w
 # ------------------------------------------------------------------------------------ parameters at limits
 
 
-def test_one_step_and_zero_guidance(float_model):
-    encoded = encode_portrait(float_model, portrait(64, 64), crop="none")
-    audio = encode_audio(float_model, speech(0.5), 16000)
-    motion = sample_motion(float_model, encoded, audio, GenerationSettings(steps=1, a_cfg=0.0, e_cfg=0.0))
+def test_one_step_and_zero_guidance(float_tiny_model):
+    encoded = encode_portrait(float_tiny_model, portrait(64, 64), crop="none")
+    audio = encode_audio(float_tiny_model, speech(0.5), 16000)
+    motion = sample_motion(float_tiny_model, encoded, audio, GenerationSettings(steps=1, a_cfg=0.0, e_cfg=0.0))
     assert motion.shape[1] == math.ceil(0.5 * 25) and bool(torch.isfinite(motion).all())
     with pytest.raises(DemoInputError, match=r"^steps: expected an integer from 1 to 1000, got 0"):
         GenerationSettings(steps=0).validate()
@@ -535,10 +529,10 @@ def test_one_step_and_zero_guidance(float_model):
 
 
 @pytest.mark.parametrize("fps", [10, 60, 29.97])
-def test_fps_at_the_limits(float_model, fps):
-    encoded = encode_portrait(float_model, portrait(64, 64), crop="none")
-    audio = encode_audio(float_model, speech(1.3), 16000)
-    track = sample_motion_track(float_model, encoded, audio, GenerationSettings(steps=1, fps=fps))
+def test_fps_at_the_limits(float_tiny_model, fps):
+    encoded = encode_portrait(float_tiny_model, portrait(64, 64), crop="none")
+    audio = encode_audio(float_tiny_model, speech(1.3), 16000)
+    track = sample_motion_track(float_tiny_model, encoded, audio, GenerationSettings(steps=1, fps=fps))
     assert track.num_frames == math.ceil(1.3 * fps - 1e-9) and track.fps == fps
 
 
@@ -548,12 +542,12 @@ def test_fps_outside_the_limits_is_refused(fps):
         GenerationSettings(fps=fps).validate()
 
 
-def test_seeds_at_the_integer_bounds(float_model):
-    encoded = encode_portrait(float_model, portrait(64, 64), crop="none")
-    audio = encode_audio(float_model, speech(0.3), 16000)
+def test_seeds_at_the_integer_bounds(float_tiny_model):
+    encoded = encode_portrait(float_tiny_model, portrait(64, 64), crop="none")
+    audio = encode_audio(float_tiny_model, speech(0.3), 16000)
 
     def motion(seed: int) -> torch.Tensor:
-        return sample_motion(float_model, encoded, audio, GenerationSettings(steps=1, seed=seed))
+        return sample_motion(float_tiny_model, encoded, audio, GenerationSettings(steps=1, seed=seed))
 
     top = 2**64 - 1  # ComfyUI's largest seed (0xffffffffffffffff)
     assert torch.equal(motion(top), motion(top)) and torch.equal(motion(0), motion(0))
@@ -617,17 +611,17 @@ def _cancel_after(limit: int):
     return progress
 
 
-def test_cancel_between_chunks_leaves_nothing_and_the_next_run_works(float_model, tmp_path):
+def test_cancel_between_chunks_leaves_nothing_and_the_next_run_works(float_tiny_model, tmp_path):
     image, wave = portrait(64, 64)[0], speech(1.0)[0]
     settings = GenerationSettings(steps=1, render_batch=4)
     target = tmp_path / "out" / "talk.mp4"
-    windows = -(-25 // float_model.fmt.cfg.num_frames)
+    windows = -(-25 // float_tiny_model.fmt.cfg.num_frames)
     for cancel_at in (0, windows * settings.steps + 9):  # during sampling, then mid-render (after 3 chunks)
         with pytest.raises(_Cancelled):
-            generate_video(float_model, image, wave, 16000, target, settings, crop="none",
+            generate_video(float_tiny_model, image, wave, 16000, target, settings, crop="none",
                            progress=_cancel_after(cancel_at))
         assert files_under(tmp_path) == [], "a cancelled run must leave no partial or final file"
-    path = generate_video(float_model, image, wave, 16000, target, settings, crop="none")
+    path = generate_video(float_tiny_model, image, wave, 16000, target, settings, crop="none")
     assert path == target and files_under(tmp_path) == [target]
     assert decoded_frames(path).shape[0] == 25
 
@@ -659,23 +653,23 @@ def test_cli_interrupt_leaves_nothing_and_the_next_run_works(tmp_path, monkeypat
     assert files_under(tmp_path / "out") == [out] and decoded_frames(out).shape[0] == math.ceil(0.6 * 25)
 
 
-def test_output_files_never_overwrite_an_existing_file(float_model, tmp_path):
+def test_output_files_never_overwrite_an_existing_file(float_tiny_model, tmp_path):
     target = tmp_path / "talk.mp4"
     target.write_bytes(b"someone else's video")
     image, wave = portrait(64, 64)[0], speech(0.3)[0]
-    first = generate_video(float_model, image, wave, 16000, target, GenerationSettings(steps=1), crop="none")
-    second = generate_video(float_model, image, wave, 16000, target, GenerationSettings(steps=1), crop="none")
+    first = generate_video(float_tiny_model, image, wave, 16000, target, GenerationSettings(steps=1), crop="none")
+    second = generate_video(float_tiny_model, image, wave, 16000, target, GenerationSettings(steps=1), crop="none")
     assert (first.name, second.name) == ("talk_0001.mp4", "talk_0002.mp4")
     assert target.read_bytes() == b"someone else's video"
     assert files_under(tmp_path) == [target, first, second]
 
 
-def test_same_seed_gives_the_same_result_on_the_same_device(float_model, tmp_path):
+def test_same_seed_gives_the_same_result_on_the_same_device(float_tiny_model, tmp_path):
     image, wave = portrait(64, 64)[0], speech(0.5)[0]
     settings = GenerationSettings(steps=2, seed=2**64 - 1)
-    a = generate_video(float_model, image, wave, 16000, tmp_path / "a.mp4", settings, crop="none")
-    b = generate_video(float_model, image, wave, 16000, tmp_path / "b.mp4", settings, crop="none")
-    c = generate_video(float_model, image, wave, 16000, tmp_path / "c.mp4",
+    a = generate_video(float_tiny_model, image, wave, 16000, tmp_path / "a.mp4", settings, crop="none")
+    b = generate_video(float_tiny_model, image, wave, 16000, tmp_path / "b.mp4", settings, crop="none")
+    c = generate_video(float_tiny_model, image, wave, 16000, tmp_path / "c.mp4",
                        GenerationSettings(steps=2, seed=1), crop="none")
     assert np.array_equal(decoded_frames(a), decoded_frames(b))
     assert not np.array_equal(decoded_frames(a), decoded_frames(c))

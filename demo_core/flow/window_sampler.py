@@ -90,20 +90,29 @@ def shape_noise(fmt, x0: Tensor) -> Tensor:
     """Standard-normal noise ``x0`` (B, L, W) as a model with ``fmt.latent_basis`` draws it: projected onto the
     span of the basis Q (the law of ``N(0, I_M) @ Qᵀ``) and scaled per coordinate by ``fmt.latent_scale`` when
     set.  Models without a basis get ``x0`` back unchanged."""
+    return _shape(x0, *_noise_law(fmt, x0.device, x0.dtype))
+
+
+def _noise_law(fmt, device, dtype) -> tuple[Tensor | None, Tensor | None]:
+    """``(Q (W, M), scale (M,))`` of a model that draws its noise in a sub-space, else ``(None, None)``."""
     basis_fn = getattr(fmt, "latent_basis", None)
     if basis_fn is None:
-        return x0
-    Q = basis_fn().detach().to(device=x0.device, dtype=x0.dtype)  # (W, M)
-    c0 = x0 @ Q  # (B, L, M)
+        return None, None
     scale = getattr(fmt, "latent_scale", None)
-    if scale is not None:
-        c0 = c0 * scale.to(device=x0.device, dtype=x0.dtype)
-    return c0 @ Q.T
+    return (basis_fn().detach().to(device=device, dtype=dtype),
+            None if scale is None else scale.to(device=device, dtype=dtype))
 
 
-def _window_noise(noise: NoiseSource, k: int, shape: tuple, generator, device, dtype, fmt=None) -> Tensor:
+def _shape(x0: Tensor, Q: Tensor | None, scale: Tensor | None) -> Tensor:
+    if Q is None:
+        return x0
+    c0 = x0 @ Q  # (B, L, M)
+    return (c0 if scale is None else c0 * scale) @ Q.T
+
+
+def _window_noise(noise: NoiseSource, k: int, shape: tuple, generator, device, dtype, law=(None, None)) -> Tensor:
     if noise is None:
-        return shape_noise(fmt, torch.randn(shape, generator=generator, device=device, dtype=dtype))
+        return _shape(torch.randn(shape, generator=generator, device=device, dtype=dtype), *law)
     if callable(noise):
         x0 = noise(k)
     else:
@@ -184,14 +193,14 @@ def _windows(fmt, wr, wa, we, settings, generator, noise, callback, record, step
         solver = ODESolver(PrefixDroppingVelocity(guided))
     num_windows = -(-T // L)
     total = num_windows * settings.steps
-    basis_fn = getattr(fmt, "latent_basis", None)
-    Q = None if basis_fn is None else basis_fn().detach().to(device=wa.device, dtype=wa.dtype)  # (W, M)
+    law = _noise_law(fmt, wa.device, wa.dtype)
+    Q = law[0]  # (W, M) or None
     prev_x = torch.zeros(B, P, W, device=wa.device, dtype=wa.dtype)
     prev_wa = torch.zeros(B, P, A, device=wa.device, dtype=wa.dtype)
     if record is not None:
         record["time_grid"] = grid
     for k in range(num_windows):
-        x0 = _window_noise(noise, k, (B, L, W), generator, wa.device, wa.dtype, fmt)
+        x0 = _window_noise(noise, k, (B, L, W), generator, wa.device, wa.dtype, law)
         wa_k = wa[:, k * L : (k + 1) * L]  # (B, <=L, A)
         if wa_k.shape[1] < L:
             wa_k = torch.cat([wa_k, wa_k[:, -1:].expand(B, L - wa_k.shape[1], A)], dim=1)  # (B, L, A)

@@ -60,6 +60,16 @@ def build_audio_encoder(cfg: AudioConfig, **kw) -> nn.Module:
     return AudioEncoder(cfg, **kw)
 
 
+def _check_flow_scale(scale, total: int) -> tuple[float, ...] | None:
+    """``flow_scale`` as a tuple of ``total`` positive floats (or None)."""
+    if scale is None:
+        return None
+    scale = tuple(float(v) for v in scale)
+    if len(scale) != total or min(scale) <= 0:
+        raise DemoInputError(f"DemoConfig: flow_scale must hold {total} positive values, got {list(scale)}")
+    return scale
+
+
 @dataclass
 class DemoConfig:
     """Configuration of a DEMO-native model (stored as JSON in the pack's checkpoints with ``family: "demo"``).
@@ -105,12 +115,7 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         self.head_channels = tuple(int(c) for c in self.head_channels)
-        if self.flow_scale is not None:
-            self.flow_scale = tuple(float(v) for v in self.flow_scale)
-            if len(self.flow_scale) != self.factors.total or min(self.flow_scale) <= 0:
-                raise DemoInputError(
-                    f"DemoConfig: flow_scale must hold {self.factors.total} positive values, got {list(self.flow_scale)}"
-                )
+        self.flow_scale = _check_flow_scale(self.flow_scale, self.factors.total)
         mae, fmt = self.motion_autoencoder, self.flow_transformer
         if mae.dim_m != self.factors.total:
             raise DemoInputError(
@@ -217,26 +222,25 @@ class FactorMotionAutoEncoder(MotionAutoEncoder):
 
     def encode(self, image: Tensor, *, taps: dict | None = None) -> tuple[Tensor, Tensor, list[Tensor]]:
         """Encode portraits: ``(h (B, W), lam (B, M) posterior mean, feats low → high res)`` (FLOAT's contract)."""
-        self._check_image(image)
-        outs = self.enc.net_app(image)
-        if taps is not None:
-            for i, o in enumerate(outs):
-                taps[f"enc.net_app.convs.{i}"] = o
-        h = outs[-1].flatten(1)  # (B, W)
-        lam = self.enc.fc(image if self.enc.fc.reads_image else h)
-        return h, lam, outs[-3::-1]
+        h, lam, _, feats = self.encode_posterior(image, taps=taps)
+        return h, lam, feats
 
-    def encode_posterior(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor | None, list[Tensor]]:
+    def encode_posterior(self, image: Tensor, *, taps: dict | None = None
+                         ) -> tuple[Tensor, Tensor, Tensor | None, list[Tensor]]:
         """Encode portraits with the posterior of the factor heads.
 
         Args:
             image: (B, 3, S, S) in [-1, 1].
+            taps: optional dict filled with ``enc.net_app.convs.{i}`` outputs.
 
         Returns:
             h (B, W), mean (B, M), logvar (B, M) or None, feats (low → high resolution).
         """
         self._check_image(image)
         outs = self.enc.net_app(image)
+        if taps is not None:
+            for i, o in enumerate(outs):
+                taps[f"enc.net_app.convs.{i}"] = o
         h = outs[-1].flatten(1)  # (B, W)
         mean, logvar = self.enc.fc.posterior(image if self.enc.fc.reads_image else h)
         return h, mean, logvar, outs[-3::-1]
@@ -303,8 +307,7 @@ class DemoModel(nn.Module):
 
     def set_flow_scale(self, scale) -> None:
         """Set (or clear with None) the per-coefficient noise spread σ of the flow (config and FMT)."""
-        self.cfg.flow_scale = None if scale is None else tuple(float(v) for v in scale)
-        self.cfg.__post_init__()  # validates
+        self.cfg.flow_scale = _check_flow_scale(scale, self.cfg.factors.total)
         if scale is None:
             self.fmt.latent_scale = None
         else:

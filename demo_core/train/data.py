@@ -260,8 +260,7 @@ def encode_stage2_cache(model, store: ClipStore, *, device, chunk: int = 64) -> 
         rows = []
         for i in range(0, clip.num_frames, chunk):
             x = _to_model_frames(clip.frames[i:i + chunk]).to(device=device, dtype=model.dtype)
-            lam = mae.coefficients_posterior(x)[0] if hasattr(mae, "coefficients_posterior") else mae.encode(x)[1]
-            rows.append(lam.float().cpu())
+            rows.append(mae.coefficients_posterior(x)[0].float().cpu())
         lams.append(torch.cat(rows))  # (T, M)
         a = torch.from_numpy(clip.audio)[None].to(device=device, dtype=model.dtype)
         feats.append(audio_encoder.features(a, clip.num_frames)[0].float().cpu())  # (T, D_f)

@@ -193,7 +193,6 @@ class Stage2Objective(nn.Module):
         super().__init__()
         self.fmt = model.fmt
         self.audio_projection = model.audio_encoder.audio_projection
-        self.mae = model.motion_autoencoder if model.cfg.flow_subspace else None
         self.cfg = cfg
         we = emotion_condition("neutral", batch=1)  # (1, 1, 7)
         self.register_buffer("neutral", we.reshape(1, 1, -1), persistent=False)
@@ -204,8 +203,9 @@ class Stage2Objective(nn.Module):
         prev_wa = self.audio_projection(batch.prev_feat) * (~batch.first)[:, None, None].to(batch.feat.dtype)
         we = self.neutral.to(batch.x_1.dtype).expand(B, 1, -1) * batch.keep_emotion[:, None, None]  # (B, 1, E)
         wr = batch.wr * batch.keep_reference[:, None]  # (B, W)
-        basis = None if self.mae is None else self.mae.directions().detach()  # (W, M), frozen in stage 2
-        scale = None if self.mae is None else self.fmt.latent_scale  # (M,) or None
+        basis_fn = self.fmt.latent_basis  # set for flow_subspace models (the dictionary is frozen in stage 2)
+        basis = None if basis_fn is None else basis_fn().detach()  # (W, M)
+        scale = None if basis is None else self.fmt.latent_scale  # (M,) or None
         loss = flow_matching_loss(self.fmt, batch.x_0, batch.x_1, batch.t, prev_x=batch.prev_x, basis=basis,
                                   scale=scale, wr=wr, wa=wa,
                                   prev_wa=prev_wa, we=we)

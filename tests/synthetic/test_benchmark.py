@@ -24,13 +24,7 @@ def _speech(seconds: float, pitch: float, sr: int = 16000) -> SpeechClip:
     return SpeechClip(wav, sr, phones, text="ma pa", voice="test", alphabet="arpabet")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine two threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

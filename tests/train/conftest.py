@@ -6,7 +6,6 @@ import copy
 import json
 
 import pytest
-import torch
 
 from demo_core.train import TrainConfig, default_config_path
 from tests.models.demo_tiny import tiny_demo_dict
@@ -14,13 +13,9 @@ from tests.train.clips import write_clips
 
 
 @pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: the tiny training steps gain nothing from two, and on a busy machine OpenMP
-    barriers across two oversubscribed threads make the first steps seconds long."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(single_thread):
+    """Every training test runs with one intra-op thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 import torch
@@ -27,6 +28,22 @@ def _free_port() -> int:
                 return port
             except OSError:
                 continue
+
+
+def _spawn_workers(args: tuple, *, attempts: int = 2, timeout_s: float = 240.0) -> None:
+    """Run the two workers (fresh ports per attempt); a rendezvous that never completes is killed and retried
+    instead of hanging the suite (seen once in a full run, not reproducible alone)."""
+    for _ in range(attempts):
+        ctx = mp.spawn(ddp_worker.run, args=(2, _free_port(), *args), nprocs=2, join=False)
+        deadline = time.monotonic() + timeout_s
+        while not ctx.join(timeout=2):
+            if time.monotonic() > deadline:
+                for p in ctx.processes:
+                    p.kill()
+                break
+        else:
+            return
+    pytest.fail(f"the two gloo workers did not finish within {timeout_s:.0f} s in {attempts} attempts")
 
 
 def test_shards_cover_the_global_batch():
@@ -68,7 +85,7 @@ def test_two_gloo_processes_match_one_process(tiny_train_config, tmp_path):
     train_stage1(cfg, one, log=quiet)
     train_stage2(cfg, one, log=quiet)
     init = str(one / "stage1" / "model.safetensors")  # stage 2 of both runs starts from the same stage-1 model
-    mp.spawn(ddp_worker.run, args=(2, _free_port(), cfg.to_dict(), str(two), init), nprocs=2, join=True)
+    _spawn_workers((cfg.to_dict(), str(two), init))
     first = "stage1/checkpoints/step_00000001/model.safetensors"
     # After one step a few bias entries whose true gradient is ~0 (L1 label terms at prediction = target = 0)
     # may move by up to one Adam step (lr) on rounding; every weight stays within that and almost every
