@@ -108,7 +108,7 @@ def test_encode_audio_segments_logmel_clips_like_the_whole_clip(monkeypatch, tin
 
     wave = _speech(3.37, rate, channels) + 0.01 * torch.randn(channels, int(3.37 * rate))
     whole = encode_audio(tiny_demo, wave, rate, emotion="neutral")  # 85 frames < 500: one segment
-    monkeypatch.setattr(pipeline, "DEFAULT_SEGMENT_FRAMES", 7)
+    monkeypatch.setattr(pipeline.encoding, "DEFAULT_SEGMENT_FRAMES", 7)
     audio = encode_audio(tiny_demo, wave, rate, emotion="neutral")
     mono = prepare_waveform(wave, rate)
     with torch.no_grad():
@@ -135,7 +135,7 @@ def test_generate_video_with_a_logmel_model(monkeypatch, tmp_path, tiny_demo, fp
     """End to end with segmented audio encoding, at the native fps (no retiming copy) and at another."""
     import demo_core.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "DEFAULT_SEGMENT_FRAMES", 9)
+    monkeypatch.setattr(pipeline.encoding, "DEFAULT_SEGMENT_FRAMES", 9)
     out = generate_video(tiny_demo, torch.rand(64, 64, 3), _speech(1.3), 16000, tmp_path / "talk.mp4",
                          GenerationSettings(steps=1, fps=fps, render_batch=4), crop="none")
     with av.open(str(out)) as c:

@@ -354,7 +354,7 @@ def _streaming_child(seconds: float, out_dir: str) -> None:
             stats["anon"].append(_memory("RssAnon"))
             yield chunk
 
-    pipeline.iter_frames = tracked_iter_frames
+    pipeline.generation.iter_frames = tracked_iter_frames
     settings = GenerationSettings(steps=1, fps=10.0, render_batch=50)
     wave = speech(1.0)[0].repeat(round(seconds))  # (n,): one second repeated, no large temporaries
     image = portrait(64, 64)[0]
@@ -644,11 +644,11 @@ def test_cli_interrupt_leaves_nothing_and_the_next_run_works(tmp_path, monkeypat
                 raise KeyboardInterrupt  # Ctrl-C between chunks
             yield chunk
 
-    monkeypatch.setattr(pipeline, "iter_frames", interrupted_iter_frames)
+    monkeypatch.setattr(pipeline.generation, "iter_frames", interrupted_iter_frames)
     assert cli_main(argv) == 130
     assert "interrupted: nothing was written" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() or files_under(tmp_path / "out") == []
-    monkeypatch.setattr(pipeline, "iter_frames", real_iter_frames)
+    monkeypatch.setattr(pipeline.generation, "iter_frames", real_iter_frames)
     assert cli_main(argv) == 0
     assert files_under(tmp_path / "out") == [out] and decoded_frames(out).shape[0] == math.ceil(0.6 * 25)
 

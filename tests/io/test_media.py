@@ -1,4 +1,4 @@
-"""Audio, image and video I/O (demo_core/io/media.py).
+"""Audio, image and video I/O (the demo_core/io/media package).
 
 Every file is synthesised inside pytest's ``tmp_path``; the shared data is only read.
 """
@@ -122,7 +122,7 @@ def test_load_audio_mono_equals_load_then_prepare(monkeypatch, tmp_path, suffix,
     prepare_waveform, bit for bit, and the file's own length and rate."""
     import demo_core.io.media as media
 
-    monkeypatch.setattr(media, "_BLOCK", block)
+    monkeypatch.setattr(media.audio, "_BLOCK", block)
     base = np.stack([sine(200 + 50 * c, rate, 2.3, 0.6) for c in range(channels)])  # (C, n)
     base[0, 100:200] = 1.2  # clipped on load
     path = tmp_path / f"clip{suffix}"
@@ -254,7 +254,7 @@ def test_blockwise_mix_and_resample_equal_the_whole_signal(monkeypatch, rate, ta
     bit for bit, at block boundaries of any alignment, including blocks shorter than the filter."""
     import demo_core.io.media as media
 
-    monkeypatch.setattr(media, "_BLOCK", block)
+    monkeypatch.setattr(media.audio, "_BLOCK", block)
     g = np.random.default_rng(rate + block)
     for n in (1, 999, 100_003):
         w = torch.from_numpy((0.3 * g.standard_normal((2, n))).astype(np.float32))

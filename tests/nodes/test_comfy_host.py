@@ -122,7 +122,7 @@ def test_interrupt_stops_rendering_between_chunks(stubbed_run, demo_model, monke
             rendered.append(chunk.shape[1])
             yield chunk
 
-    monkeypatch.setattr(pipeline, "iter_frames", counting_iter_frames)
+    monkeypatch.setattr(pipeline.tracks, "iter_frames", counting_iter_frames)
     recorder.interrupt_checks, recorder.interrupt_after = 0, 2  # cancel on the third chunk
     with pytest.raises(_interrupt_exception()):
         M["DemoRenderToVideo"]().render(demo_model, portrait, track, 4, "demo/cancelled", 18, audio, image, 0.1)

@@ -148,7 +148,7 @@ def test_render_frames_checks_the_soundtrack_before_rendering(demo_model, monkey
     portrait, _, cond = encode(demo_model, portrait_image(64, 64), speech(0.4))
     motion = sample(demo_model, portrait, cond)
     rendered = []
-    monkeypatch.setattr(pipeline, "iter_frames", lambda *a, **k: rendered.append(1) or iter(()))
+    monkeypatch.setattr(pipeline.tracks, "iter_frames", lambda *a, **k: rendered.append(1) or iter(()))
     bad = {"waveform": torch.full((1, 1, 6400), float("inf")), "sample_rate": 16000}
     with pytest.raises(ValueError, match=r"^DemoRenderFrames: audio: the waveform contains NaN or infinite values"):
         call("DemoRenderFrames", model=demo_model, portrait=portrait, motion=motion, batch_size=8, audio=bad)
