@@ -7,7 +7,10 @@ factors live in mutually orthogonal sub-spaces of the latent.
 
 Some coefficients are *semantic axes*: stage 1 supervises them with labels, so that
 ``axis value = axis_offset + coefficient × axis_scale`` in the axis unit (e.g. pose yaw 1.0 ↔ 30°).
-Scales are chosen so that the coefficients stay O(1).
+Scales are chosen so that the coefficients stay O(1).  For training, a scale near the label's spread in the
+data is better (the bundled recipe: yaw 5° per unit, mouth opening 0.2 per unit): with the default scales the
+coefficients of the synthetic data spread only ~0.2, the motion was ~5 % of the decoder's latent, and the renders
+followed edits with a gain of ~0.1.
 
 Example:
     .. code-block:: python

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from ..errors import DemoInputError
 from ..models.demo_model import DemoConfig
+from .losses import LABEL_LOSSES
 
 __all__ = ["DataConfig", "Stage1Weights", "Stage1Config", "Stage2Config", "TrainConfig", "load_train_config"]
 
@@ -76,7 +77,7 @@ class Stage1Weights:
     blink: float = 1.0  # L1 to blink labels
     decorrelation: float = 0.05  # cross-block correlation penalty
     kl: float = 1e-4  # VAE KL (only with model.vae)
-    coefficient_l2: float = 0.0  # mean squared motion coefficient (keeps unsupervised blocks near the origin)
+    coefficient_l2: float = 0.0  # mean squared coefficient without a label (keeps unsupervised blocks near 0)
     adversarial: float = 0.0  # generator adversarial loss (needs an adversarial hook; off by default)
 
 
@@ -119,6 +120,7 @@ class Stage1Config(_Common):
         gaze_temperature: τ of the gaze contrastive loss.
         nce_dim: width of the training-only InfoNCE projection heads.
         scales: average-pooling factors of the multi-scale reconstruction loss.
+        label_loss: error of the label terms, ``"l1"`` or ``"mse"`` (squared; learns rare events such as blinks).
         weights: loss weights.
     """
 
@@ -128,6 +130,7 @@ class Stage1Config(_Common):
     gaze_temperature: float = 0.05
     nce_dim: int = 64
     scales: tuple[int, ...] = (1, 2, 4)
+    label_loss: str = "l1"
     weights: Stage1Weights = field(default_factory=Stage1Weights)
 
     def __post_init__(self) -> None:
@@ -137,6 +140,8 @@ class Stage1Config(_Common):
         self.scales = tuple(int(s) for s in self.scales)
         if self.frames < 1 or self.contrast_group < 1:
             raise DemoInputError("stage1.frames and stage1.contrast_group must be >= 1")
+        if self.label_loss not in LABEL_LOSSES:
+            raise DemoInputError(f"stage1.label_loss: expected one of {list(LABEL_LOSSES)}, got {self.label_loss!r}")
 
 
 @dataclass

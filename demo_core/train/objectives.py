@@ -26,7 +26,7 @@ from .losses import (
     gaussian_kl_loss,
     gaze_direction,
     info_nce_loss,
-    masked_l1_loss,
+    masked_label_loss,
     reconstruction_loss,
 )
 
@@ -76,6 +76,8 @@ class Stage1Objective(nn.Module):
         })
         self.axes = supervised_axes(self.layout)
         self.register_buffer("axis_index", torch.tensor([a[0] for a in self.axes], dtype=torch.long), persistent=False)
+        free = sorted(set(range(self.layout.total)) - {a[0] for a in self.axes})
+        self.register_buffer("free_index", torch.tensor(free, dtype=torch.long), persistent=False)
 
     def _audio_features(self, batch: Stage1Batch, frames: int) -> Tensor:
         rows = []
@@ -134,8 +136,9 @@ class Stage1Objective(nn.Module):
             cols = [j for j, a in enumerate(self.axes) if a[1] == name]
             term = zero
             if cols:
-                term = torch.stack([masked_l1_loss(picked[i][..., cols], batch.targets[i][..., cols],
-                                                   batch.target_mask[i][..., cols]) for i in range(b)]).mean()
+                term = torch.stack([masked_label_loss(picked[i][..., cols], batch.targets[i][..., cols],
+                                                      batch.target_mask[i][..., cols], cfg.label_loss)
+                                    for i in range(b)]).mean()
                 loss = loss + getattr(w, name) * term
                 if name == "gaze" and len(cols) == 2:
                     gaze_targets = batch.targets[..., cols]
@@ -163,8 +166,9 @@ class Stage1Objective(nn.Module):
         if w.coefficient_l2 > 0:
             # Without it the unsupervised residual block drifted to a constant of norm ~50 within 500 steps: the
             # latent was then dominated by it, the 64² warp switched itself off (mask ≈ 0.02) and edits of the
-            # supervised axes (|λ| ≲ 0.5) no longer moved the render.
-            coef = mean_d.pow(2).mean()
+            # supervised axes (|λ| ≲ 0.5) no longer moved the render.  Only coefficients without a label are
+            # penalised: the labelled axes have their own targets.
+            coef = mean_d[:, self.free_index].pow(2).mean() if self.free_index.numel() else zero
             loss = loss + w.coefficient_l2 * coef
         metrics["coefficient_l2"] = coef.detach()
 

@@ -179,3 +179,28 @@ def test_factor_conditioned_sampling_on_a_subspace_model_starts_from_its_own_noi
     assert float((x0 - (x0 @ Q) @ Q.T).abs().max()) < 1e-5  # noise inside the span ...
     assert abs(float((x0 @ Q).std()) - 0.3) < 0.06  # ... with the model's spread
     assert torch.allclose((out @ Q)[..., 6:12], pose.expand(1, T, 6), atol=1e-5)  # fixed factor reproduced
+
+
+def test_canonical_appearance_takes_the_frames_own_motion_out_of_h(tmp_path):
+    d = tiny_demo_dict()
+    d.update(head_source="image", head_channels=[8, 8, 16], canonical_appearance=True)
+    cfg = DemoConfig.from_dict(d)
+    assert DemoConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).canonical_appearance is True
+    assert DemoConfig.from_dict(tiny_demo_dict()).canonical_appearance is False  # older checkpoints: unchanged
+    torch.manual_seed(0)
+    canon = DemoModel(cfg).eval()
+    plain = DemoModel(DemoConfig.from_dict({**d, "canonical_appearance": False})).eval()
+    plain.load_state_dict(canon.state_dict())
+    image = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        h_c, lam_c, feats_c = canon.motion_autoencoder.encode(image)
+        h_p, lam_p, feats_p = plain.motion_autoencoder.encode(image)
+        motion = canon.motion_autoencoder.motion_from_coefficients(lam_c)
+        assert torch.equal(lam_c, lam_p) and float(motion.abs().max()) > 1e-4
+        assert torch.allclose(h_c, h_p - motion, atol=1e-6)
+        # the frame's own coefficients ask for the same render the plain model gets from h alone
+        diff = canon.motion_autoencoder.render(h_c + motion, feats_c) - plain.motion_autoencoder.render(h_p, feats_p)
+        assert float(diff.abs().max()) < 2e-4, float(diff.abs().max())  # latents equal to 1e-8
+    model, _ = load_model(save_checkpoint(tmp_path / "m.safetensors", canon, cfg.to_dict()))
+    assert model.motion_autoencoder.canonical_appearance
+    assert torch.allclose(model.motion_autoencoder.encode(image)[0], h_c, atol=1e-6)

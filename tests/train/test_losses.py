@@ -15,7 +15,7 @@ from demo_core.train.losses import (
     gaussian_kl_loss,
     gaze_direction,
     info_nce_loss,
-    masked_l1_loss,
+    masked_label_loss,
     reconstruction_loss,
 )
 
@@ -58,14 +58,17 @@ def test_decorrelation_zero_for_uncorrelated_blocks_and_one_for_copies():
     assert float(decorrelation_loss(leak, sizes)) > 0.01
 
 
-def test_kl_masked_l1_and_keep_mask():
+def test_kl_masked_label_losses_and_keep_mask():
     assert float(gaussian_kl_loss(torch.zeros(4, 3), torch.zeros(4, 3))) == 0.0
     mean, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(2.0)]])
     expected = 0.5 * (1.0 + (2.0 - 1.0 - math.log(2.0)))
     assert float(gaussian_kl_loss(mean, logvar)) == pytest.approx(expected)
     pred, target = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 0.0])
-    assert float(masked_l1_loss(pred, target, torch.tensor([True, False, True]))) == pytest.approx(2.0)
-    assert float(masked_l1_loss(pred, target, torch.zeros(3, dtype=torch.bool))) == 0.0
+    assert float(masked_label_loss(pred, target, torch.tensor([True, False, True]))) == pytest.approx(2.0)
+    assert float(masked_label_loss(pred, target, torch.zeros(3, dtype=torch.bool))) == 0.0
+    assert float(masked_label_loss(pred, target, torch.tensor([True, False, True]), "mse")) == pytest.approx(5.0)
+    with pytest.raises(DemoInputError, match="kind"):
+        masked_label_loss(pred, target, torch.ones(3, dtype=torch.bool), "huber")
     m1 = condition_keep_mask(10000, 0.25, torch.Generator().manual_seed(2))
     assert torch.equal(m1, condition_keep_mask(10000, 0.25, torch.Generator().manual_seed(2)))
     assert float(m1.mean()) == pytest.approx(0.75, abs=0.02)
