@@ -168,7 +168,7 @@ def test_factor_conditioned_sampling_on_a_subspace_model_starts_from_its_own_noi
     model = DemoModel(DemoConfig.from_dict(d)).eval()
     with torch.no_grad():
         model.fmt.decoder.linear.weight.normal_(0.0, 0.05)
-    Q, layout = model.motion_autoencoder.directions(), model.cfg.factors
+    Q, layout = model.motion_autoencoder.directions().detach(), model.cfg.factors
     T = 11
     pose = torch.full((1, T, 6), 0.2)
     record = {}
