@@ -23,7 +23,7 @@ from .guidance import ClassifierFreeGuidance, PrefixDroppingVelocity
 from .guided_transformer import GuidedFlowTransformer, supports_guided_transformer
 from .solvers import SOLVER_METHODS, ODESolver, time_grid
 
-__all__ = ["SamplerSettings", "iter_motion_windows", "sample_motion", "shape_noise"]
+__all__ = ["SamplerSettings", "iter_motion_windows", "sample_motion", "span_noise", "noise_shaper"]
 
 NoiseSource = Union[None, Callable[[int], Tensor], Sequence[Tensor], Tensor]
 WindowStepHook = Callable[[Tensor, Tensor, int], Tensor]
@@ -86,11 +86,21 @@ def _check_inputs(fmt, wr: Tensor, wa: Tensor, we: Tensor) -> Tensor:
     return we.expand(B, 1, cfg.dim_e)
 
 
-def shape_noise(fmt, x0: Tensor) -> Tensor:
-    """Standard-normal noise ``x0`` (B, L, W) as a model with ``fmt.latent_basis`` draws it: projected onto the
-    span of the basis Q (the law of ``N(0, I_M) @ Qᵀ``) and scaled per coordinate by ``fmt.latent_scale`` when
-    set.  Models without a basis get ``x0`` back unchanged."""
-    return _shape(x0, *_noise_law(fmt, x0.device, x0.dtype))
+def span_noise(c0: Tensor, Q: Tensor, scale: Tensor | None = None) -> Tensor:
+    """The noise law of models that flow inside the span of an orthonormal basis Q (W, M): standard-normal
+    coordinates ``c0`` (..., M), times ``scale`` (M,) when given, mapped to latents ``(..., W)`` by ``Qᵀ``.
+    Stage-2 training and the samplers both draw their noise through this function."""
+    return (c0 if scale is None else c0 * scale) @ Q.T
+
+
+def noise_shaper(fmt, device, dtype) -> Callable[[Tensor], Tensor] | None:
+    """The model's noise law as a map from standard-normal ``x0`` (B, L, W) to its starting noise: projected
+    onto the span of ``fmt.latent_basis`` (the law of ``N(0, I_M) @ Qᵀ``) and scaled by ``fmt.latent_scale``
+    when set.  The basis is computed once here.  None for models without a basis (their noise is ``x0``)."""
+    Q, scale = _noise_law(fmt, device, dtype)
+    if Q is None:
+        return None
+    return lambda x0: span_noise(x0 @ Q, Q, scale)
 
 
 def _noise_law(fmt, device, dtype) -> tuple[Tensor | None, Tensor | None]:
@@ -103,16 +113,10 @@ def _noise_law(fmt, device, dtype) -> tuple[Tensor | None, Tensor | None]:
             None if scale is None else scale.to(device=device, dtype=dtype))
 
 
-def _shape(x0: Tensor, Q: Tensor | None, scale: Tensor | None) -> Tensor:
-    if Q is None:
-        return x0
-    c0 = x0 @ Q  # (B, L, M)
-    return (c0 if scale is None else c0 * scale) @ Q.T
-
-
-def _window_noise(noise: NoiseSource, k: int, shape: tuple, generator, device, dtype, law=(None, None)) -> Tensor:
+def _window_noise(noise: NoiseSource, k: int, shape: tuple, generator, device, dtype, Q=None, scale=None) -> Tensor:
     if noise is None:
-        return _shape(torch.randn(shape, generator=generator, device=device, dtype=dtype), *law)
+        x0 = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return x0 if Q is None else span_noise(x0 @ Q, Q, scale)
     if callable(noise):
         x0 = noise(k)
     else:
@@ -158,7 +162,7 @@ def iter_motion_windows(
         generator: RNG for the per-window noise (``noise=None``).
         noise: None (draw ``randn((B, L, W))`` per window), a callable ``k -> Tensor``, or a sequence of
             ``(B, L, W)`` tensors indexed by window.  When ``fmt.latent_basis`` is set (DEMO models with
-            ``flow_subspace``), drawn noise goes through :func:`shape_noise` (explicit noise is used as given:
+            ``flow_subspace``), drawn noise goes through :func:`noise_shaper` (explicit noise is used as given:
             shape it the same way) and the state is projected back onto the span after every solver step.
         callback: ``callback(done_steps, total_steps)`` over all windows × steps.
         record: optional dict filled per window ``k`` with ``chunk{k}.x0``, ``.prev_x``, ``.prev_wa``, ``.wa_t``,
@@ -193,14 +197,13 @@ def _windows(fmt, wr, wa, we, settings, generator, noise, callback, record, step
         solver = ODESolver(PrefixDroppingVelocity(guided))
     num_windows = -(-T // L)
     total = num_windows * settings.steps
-    law = _noise_law(fmt, wa.device, wa.dtype)
-    Q = law[0]  # (W, M) or None
+    Q, scale = _noise_law(fmt, wa.device, wa.dtype)  # (W, M) and (M,), or None
     prev_x = torch.zeros(B, P, W, device=wa.device, dtype=wa.dtype)
     prev_wa = torch.zeros(B, P, A, device=wa.device, dtype=wa.dtype)
     if record is not None:
         record["time_grid"] = grid
     for k in range(num_windows):
-        x0 = _window_noise(noise, k, (B, L, W), generator, wa.device, wa.dtype, law)
+        x0 = _window_noise(noise, k, (B, L, W), generator, wa.device, wa.dtype, Q, scale)
         wa_k = wa[:, k * L : (k + 1) * L]  # (B, <=L, A)
         if wa_k.shape[1] < L:
             wa_k = torch.cat([wa_k, wa_k[:, -1:].expand(B, L - wa_k.shape[1], A)], dim=1)  # (B, L, A)

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DemoInputError
-from ..flow.window_sampler import SamplerSettings, iter_motion_windows, shape_noise
+from ..flow.window_sampler import SamplerSettings, iter_motion_windows, noise_shaper
 from .factor_space import FactorSpace, describe_shape
 from .factors import FactorLayout
 
@@ -55,7 +55,7 @@ class FactorConditioning:
         num_frames: clip length T (``wa.shape[1]``); every target must have T frames.
         generator: RNG of the default noise (the same draws as unconditioned sampling with this generator).
         noise: None (``randn((B, L, W))`` per window), a callable ``k -> (B, L, W)`` or a sequence of them.
-        shaper: applied to the default noise (``shape_noise(fmt, ·)`` for models that draw their noise in a
+        shaper: applied to the default noise (``noise_shaper(fmt, …)`` for models that draw their noise in a
             sub-space), so that the recorded ``x_0`` is the sampler's actual starting point.
         device, dtype: where and in which dtype to draw the default noise (those of ``wa``).
 
@@ -164,7 +164,7 @@ def _conditioning(fmt, wa: Tensor, fixed, Q, layout, rotation, generator, noise)
         raise DemoInputError(f"Q: expected {cfg.dim_w} rows (the model's latent width), got {space.width}")
     return FactorConditioning(space, fixed, window_length=int(cfg.num_frames), batch=int(wa.shape[0]),
                               num_frames=int(wa.shape[1]), generator=generator, noise=noise,
-                              device=wa.device, dtype=wa.dtype, shaper=lambda x0: shape_noise(fmt, x0))
+                              device=wa.device, dtype=wa.dtype, shaper=noise_shaper(fmt, wa.device, wa.dtype))
 
 
 def iter_motion_conditioned(

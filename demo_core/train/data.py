@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DemoInputError
+from ..flow.window_sampler import span_noise
 from ..motion.factors import FactorLayout
 from .losses import condition_keep_mask
 from .video import LABEL_NAMES, VIDEO_SUFFIXES, Clip, decode_clip
@@ -324,7 +325,7 @@ def sample_stage2_batch(cache: Stage2Cache, Q: Tensor, *, batch: int, window: in
     x_1 = torch.stack(x1)
     if subspace:
         c_0 = torch.randn(*x_1.shape[:-1], Q.shape[1], generator=generator)  # (B, L, M)
-        x_0 = (c_0 if scale is None else c_0 * scale.float().cpu()) @ Q.T  # (B, L, W) in span(Q)
+        x_0 = span_noise(c_0, Q, None if scale is None else scale.float().cpu())  # (B, L, W) in span(Q)
     else:
         x_0 = torch.randn(x_1.shape, generator=generator)
     return Stage2Batch(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 
-def run(rank: int, world: int, port: int, cfg_dict: dict, out: str, init: str | None = None) -> None:
+def run(rank: int, world: int, port: int, out: str, cfg_dict: dict, init: str | None = None) -> None:
     import torch
 
     from demo_core.train import TrainConfig, train_stage1, train_stage2
