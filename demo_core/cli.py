@@ -84,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default=None, help="folder of training videos (overrides data.root)")
     t.add_argument("--out", required=True, help="run folder (stage1/ and stage2/ are written inside)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this stage")
-    t.add_argument("--init", default=None, help="stage 2: the stage-1 model (default OUT/stage1/model.safetensors)")
+    t.add_argument("--init", default=None,
+                   help="stage 1: start from this model's weights (fine-tuning: fresh optimiser, schedule and step "
+                        "count); stage 2: the stage-1 model (default OUT/stage1/model.safetensors)")
+    t.add_argument("--reinit", nargs="+", default=None, metavar="FACTOR",
+                   help="stage 1 with --init: restart these factors' encoders and heads from a fresh initialisation")
     t.add_argument("--steps", type=int, default=None, help="override the stage's step count")
     t.add_argument("--batch", type=int, default=None, help="override the stage's global batch")
     t.add_argument("--device", default=None, help="override the device (cpu, cuda)")

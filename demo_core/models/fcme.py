@@ -193,13 +193,30 @@ class FactorMotionEncoder(nn.Module):
     def reset_parameters(self) -> None:
         """Small output layers (coefficients start near 0) and log-variances at :data:`LOGVAR_INIT`."""
         for block in self.cfg.layout.blocks:
-            out = self.heads[block.name].out
-            if out.weight.is_meta:
-                continue
-            out.weight.mul_(0.1)
-            out.bias.zero_()
-            if self.cfg.vae:
-                out.bias[block.size:].fill_(LOGVAR_INIT)
+            self._init_output(block)
+
+    def _init_output(self, block) -> None:
+        out = self.heads[block.name].out
+        if out.weight.is_meta:
+            return
+        out.weight.mul_(0.1)
+        out.bias.zero_()
+        if self.cfg.vae:
+            out.bias[block.size:].fill_(LOGVAR_INIT)
+
+    @torch.no_grad()
+    def reset_block(self, name: str) -> None:
+        """Re-initialise one factor's encoder (``source="image"``) and head as when freshly built (draws from the
+        global torch RNG): fine-tuning restarts a factor whose encoder got stuck without touching the others."""
+        names = [b.name for b in self.cfg.layout.blocks]
+        if name not in names:
+            raise DemoInputError(f"FactorMotionEncoder.reset_block: no factor {name!r}; the layout has {names}")
+        parts = [self.heads[name]] + ([self.encoders[name]] if self.reads_image else [])
+        for part in parts:
+            for module in part.modules():
+                if module is not part and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        self._init_output(self.cfg.layout.block(name))
 
     @property
     def reads_image(self) -> bool:

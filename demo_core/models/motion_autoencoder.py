@@ -60,6 +60,9 @@ __all__ = [
 #: FLOAT's channel table (channel multiplier 1): resolution -> channels.
 FLOAT_CHANNELS: dict[int, int] = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
 
+#: what the decoder's ToRGB layers read (:attr:`MotionAutoEncoderConfig.rgb_from`)
+RGB_SOURCES = ("warped", "mixed")
+
 #: resolution of the decoder level whose sampling grid is returned as "flow"
 FLOW_RESOLUTION = 64
 
@@ -79,12 +82,19 @@ class MotionAutoEncoderConfig:
             so FLOAT checkpoints require 512).
         dim_m: number of motion directions M.
         channels: resolution -> channels for every resolution 4 … S; None = FLOAT's table.
+        rgb_from: what each level's ToRGB reads. ``"warped"`` (FLOAT, LIA): the warped source features only, so
+            every output pixel is resampled from the source portrait and content the source lacks (an open
+            mouth's interior over a closed one, a closed eyelid over an open eye) can only be borrowed from
+            elsewhere in it.  ``"mixed"``: the level's blended activation ``warped + x·(1 − mask)``, so where
+            the warp mask is off the decoder paints from its own latent-driven activation (DEMO-native models;
+            same weights and keys).
     """
 
     size: int = 512
     dim_w: int = 512
     dim_m: int = 20
     channels: dict[int, int] | None = None
+    rgb_from: str = "warped"
 
     def __post_init__(self) -> None:
         self.size = int(self.size)
@@ -101,6 +111,9 @@ class MotionAutoEncoderConfig:
         for r in self.resolutions:
             if self.channel(r) < 1:
                 raise DemoInputError(f"MotionAutoEncoderConfig.channels[{r}] must be positive")
+        if self.rgb_from not in RGB_SOURCES:
+            raise DemoInputError(f"MotionAutoEncoderConfig.rgb_from: expected one of {list(RGB_SOURCES)}, "
+                                 f"got {self.rgb_from!r}")
 
     @property
     def resolutions(self) -> list[int]:
@@ -134,6 +147,7 @@ class MotionAutoEncoderConfig:
             "dim_w": self.dim_w,
             "dim_m": self.dim_m,
             "channels": None if self.channels is None else {str(r): c for r, c in sorted(self.channels.items())},
+            "rgb_from": self.rgb_from,
         }
 
     @classmethod
@@ -482,6 +496,7 @@ class MotionDecoder(nn.Module):
         self.to_rgbs = nn.ModuleList(to_rgbs)
         self.to_flows = nn.ModuleList(to_flows)
         self.channels_last = True
+        self.rgb_from_mixed = cfg.rgb_from == "mixed"
 
     def prepare_features(self, feats: Sequence[Tensor]) -> list[Tensor]:
         """Encoder features in the renderer's memory format (a no-op when they already are)."""
@@ -521,10 +536,13 @@ class MotionDecoder(nn.Module):
                 # the last level's mixed activation is unused and ToRGB's 1×1 conv commutes with the warp:
                 # warp the 3 projected channels instead of all C(S)
                 o, grid, mask = to_flow.flow_field(h1, latent, o)
-                rgb = to_rgb.finish(warp_features(to_rgb.project(feats[j]), grid, mask), rgb)  # (N, 3, S, S)
+                y = warp_features(to_rgb.project(feats[j]), grid, mask)  # (N, 3, S, S)
+                if self.rgb_from_mixed:  # + project(h1 · (1 − mask)): the projection is per-pixel linear
+                    y = y + to_rgb.project(h1).to(y.dtype) * (1 - mask)
+                rgb = to_rgb.finish(y, rgb)  # (N, 3, S, S)
             else:
                 warped, h, o, grid = to_flow(h1, latent, feats[j], o, reuse_x=scratch)
-                rgb = to_rgb(warped, rgb)  # (N, 3, r, r)
+                rgb = to_rgb(h if self.rgb_from_mixed else warped, rgb)  # (N, 3, r, r)
             if grid.shape[1] == FLOW_RESOLUTION:
                 flow = grid
             if taps is not None:

@@ -20,6 +20,7 @@ from .identity import Identity, sample_identity
 from .media import atomic_path, read_audio, read_video, write_mp4, write_wav
 from .motion import sample_blinks, sample_gaze, sample_pose
 from .params import FACTOR_NAMES, PARAM_NAMES, PARAM_UNITS, FrameParams
+from .regions import feature_regions, regions_path, save_regions, write_regions
 from .sentences import SENTENCES, sentence_indices
 from .speech import SAMPLE_RATE, Phone, SpeechClip, espeak_available, load_arctic, synthesize_sentence
 from .visemes import VISEME_NAMES, mouth_track, num_frames, viseme_track
@@ -28,7 +29,7 @@ __all__ = ["GENERATOR_VERSION", "generate_clip", "write_clip", "write_dataset", 
            "load_identity", "identity_seed_for"]
 
 GENERATOR_VERSION = "demo-synthetic/1"
-_MEDIA_SUFFIXES = (".labels.npz", ".frames.npy", ".mp4", ".wav")
+_MEDIA_SUFFIXES = (".labels.npz", ".frames.npy", ".regions.npy", ".mp4", ".wav")
 
 
 def identity_seed_for(index: int, split: str, seed: int) -> int:
@@ -99,8 +100,10 @@ def generate_clip(source: str | SpeechClip | tuple[str | Path, str | Path], iden
     }
 
 
-def write_clip(prefix: str | Path, clip: dict, *, lossless: bool = True, frames_npy: bool = False) -> dict:
-    """Write ``prefix.wav``, ``prefix.mp4`` (+ ``prefix.frames.npy``), then ``prefix.labels.npz``.
+def write_clip(prefix: str | Path, clip: dict, *, lossless: bool = True, frames_npy: bool = False,
+               regions: bool = False) -> dict:
+    """Write ``prefix.wav``, ``prefix.mp4`` (+ ``prefix.frames.npy``, + ``prefix.regions.npy``: the mouth and
+    eye regions, :mod:`.regions`), then ``prefix.labels.npz``.
 
     The labels file is written last, so its presence marks a complete clip. Returns the manifest entry.
     """
@@ -112,6 +115,8 @@ def write_clip(prefix: str | Path, clip: dict, *, lossless: bool = True, frames_
     if frames_npy:
         with atomic_path(prefix.with_name(prefix.name + ".frames.npy")) as tmp:
             np.save(tmp, frames)
+    if regions:
+        save_regions(regions_path(prefix), feature_regions(clip["params"], clip["identity"], frames.shape[1]))
     labels = {k: v.numpy().astype(np.float32) for k, v in clip["params"].to_dict().items()}
     n = len(clip["params"])
     labels.update(
@@ -153,12 +158,13 @@ def _speech_sources(split: str) -> list:
 
 def write_dataset(out_dir: str | Path, *, num_clips: int, size: int = 64, fps: float = 25.0, split: str = "train",
                   seed: int = 0, progress: bool = True, num_identities: int | None = None, lossless: bool = True,
-                  frames_npy: bool = False, mode: str | None = None) -> Path:
+                  frames_npy: bool = False, mode: str | None = None, regions: bool = False) -> Path:
     """Write ``num_clips`` clips into ``out_dir/<split>/`` and (re)write ``out_dir/manifest.json``.
 
     Test clips use held-out sentences and identities (odd identity seeds; train ones are even).
     Complete clips already on disk are kept (resumable). Returns the manifest path. ``mode`` fixes the
-    motion style of every clip (``talk``, ``idle``, ``wide``); default: talk or idle at random.
+    motion style of every clip (``talk``, ``idle``, ``wide``); default: talk or idle at random. ``regions``
+    also writes the feature-region sidecars that stage 1 can weight its reconstruction loss with.
     """
     if split not in ("train", "test"):
         raise ValueError(f"write_dataset: split must be 'train' or 'test', got {split!r}")
@@ -188,12 +194,14 @@ def write_dataset(out_dir: str | Path, *, num_clips: int, size: int = 64, fps: f
         if labels_path.exists():
             with np.load(labels_path, allow_pickle=False) as lab:
                 entries.append(_entry(prefix, lab))
+            if regions:
+                write_regions(labels_path)  # a clip written without them gets them now (no-op when present)
             continue
         g = torch.Generator().manual_seed((int(seed) * 1_000_003 + i) * 2 + (split == "test"))
         ident = identity_seed_for(int(torch.randint(pool, (), generator=g)), split, seed)
         src = sources[int(order[i % len(sources)])]
         clip = generate_clip(src, ident, size=size, fps=fps, generator=g, mode=mode)
-        entries.append(write_clip(prefix, clip, lossless=lossless, frames_npy=frames_npy))
+        entries.append(write_clip(prefix, clip, lossless=lossless, frames_npy=frames_npy, regions=regions))
     manifest.update(
         generator=GENERATOR_VERSION, fps=float(fps), size=int(size), sample_rate=SAMPLE_RATE,
         param_names=list(PARAM_NAMES), factor_names={k: list(v) for k, v in FACTOR_NAMES.items()},
@@ -261,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-identities", type=int, default=None, help="identity pool size (default min(N, 256))")
     ap.add_argument("--frames-npy", action="store_true", help="also store exact uint8 frames as .frames.npy")
+    ap.add_argument("--regions", action="store_true",
+                    help="also store the mouth/eye region maps as .regions.npy (stage-1 stage1.weights.recon_region)")
     ap.add_argument("--compat-video", action="store_true", help="yuv420p crf 10 instead of lossless 4:4:4")
     ap.add_argument("--mode", choices=("talk", "idle", "wide"), default=None,
                     help="motion style of every clip (default: talk or idle at random)")
@@ -268,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     path = write_dataset(a.out, num_clips=a.num_clips, size=a.size, fps=a.fps, split=a.split, seed=a.seed,
                          progress=not a.no_progress, num_identities=a.num_identities,
-                         lossless=not a.compat_video, frames_npy=a.frames_npy, mode=a.mode)
+                         lossless=not a.compat_video, frames_npy=a.frames_npy, mode=a.mode, regions=a.regions)
     print(f"wrote {a.num_clips} {a.split} clips; manifest: {path}")
     return 0
 

@@ -45,9 +45,15 @@ def run_train_command(args) -> int:
         if v is not None
     })
     setattr(cfg, args.stage, stage)
+    reinit = list(getattr(args, "reinit", None) or [])
     if args.stage == "stage1":
-        path = train_stage1(cfg, args.out, resume=args.resume, stop_after=args.stop_after)
+        path = train_stage1(cfg, args.out, init=args.init, reinit=reinit, resume=args.resume,
+                            stop_after=args.stop_after)
     else:
+        if reinit:
+            from ..errors import DemoInputError
+
+            raise DemoInputError("--reinit applies to stage 1 only")
         path = train_stage2(cfg, args.out, init=args.init, resume=args.resume, stop_after=args.stop_after)
     print(path)
     return 0

@@ -69,6 +69,7 @@ class Stage1Weights:
 
     recon_l1: float = 1.0  # multi-scale L1
     recon_ssim: float = 1.0  # multi-scale DSSIM
+    recon_region: float = 0.0  # extra L1 weight on feature regions (mouth, eyes) from ``<stem>.regions.npy``
     lip_nce: float = 0.1  # audio-visual InfoNCE on the lip block
     lip: float = 1.0  # L1 to lip-shape labels (mouth open/width/round) where the data has them
     pose: float = 1.0  # L1 to pose labels (coefficient units)

@@ -6,7 +6,8 @@
   from an explicit generator; :func:`build_stage1_batch` turns picks into tensors: source frame, ``F``
   consecutive driving frames, the audio segment around them (with enough context that its features equal
   the full-clip features), label targets in coefficient units, a photometric second view for the gaze
-  contrastive loss where there are no gaze labels, and the VAE noise.
+  contrastive loss where there are no gaze labels, the feature-region maps of the driving frames (zero for a
+  clip without a ``.regions.npy`` sidecar) and the VAE noise.
 * Stage 2: :func:`encode_stage2_cache` encodes every frame with the frozen stage-1 model (posterior means)
   and the audio features of every clip; :func:`sample_stage2_batch` cuts prefix + window pairs from it.
 """
@@ -93,7 +94,7 @@ class ClipStore:
             return decode_clip(path, size=size, fps=fps, sampling_rate=sampling_rate, crop=crop)
         st = path.stat()
         key = f"{_CACHE_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{size}|{fps}|{sampling_rate}|{crop}"
-        for side in (".labels.npz", ".wav", ".frames.npy"):
+        for side in (".labels.npz", ".wav", ".frames.npy", ".regions.npy"):
             sidecar = Path(f"{path.with_suffix('')}{side}")
             if sidecar.is_file():
                 key += f"|{side}:{sidecar.stat().st_mtime_ns}"
@@ -101,9 +102,12 @@ class ClipStore:
         if cached.is_file():
             with np.load(cached, allow_pickle=False) as z:
                 labels = {k[len("label_"):]: z[k] for k in z.files if k.startswith("label_")}
-                return Clip(name=path.stem, frames=z["frames"], audio=z["audio"], labels=labels)
+                regions = z["regions"] if "regions" in z.files else None
+                return Clip(name=path.stem, frames=z["frames"], audio=z["audio"], labels=labels, regions=regions)
         clip = decode_clip(path, size=size, fps=fps, sampling_rate=sampling_rate, crop=crop)
-        _atomic_savez(cached, frames=clip.frames, audio=clip.audio, **{f"label_{k}": v for k, v in clip.labels.items()})
+        extra = {} if clip.regions is None else {"regions": clip.regions}
+        _atomic_savez(cached, frames=clip.frames, audio=clip.audio, **extra,
+                      **{f"label_{k}": v for k, v in clip.labels.items()})
         return clip
 
 
@@ -160,6 +164,7 @@ class Stage1Batch:
     gaze_view: Tensor  # (b, F, 3, S, S) photometrically jittered driving frames
     gaze_view_mask: Tensor  # (b,) bool: sample has no gaze labels → use the second view
     eps: Tensor  # (b, 1 + F, M) VAE noise (source first)
+    region: Tensor  # (b, F, 1, S, S) feature-region map of the driving frames in [0, 1] (0 without a sidecar)
 
     def to(self, device) -> "Stage1Batch":
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -206,13 +211,16 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
     """
     axes = supervised_axes(layout)
     spf = sampling_rate / fps
-    src, drv, audio, a_frames, a_off, tgt, msk, gaze_mask = [], [], [], [], [], [], [], []
+    src, drv, audio, a_frames, a_off, tgt, msk, gaze_mask, reg = [], [], [], [], [], [], [], [], []
     for c, s, k0 in picks.tolist():
         clip = store.clips[c]
         T = clip.num_frames
         idx = np.minimum(np.arange(k0, k0 + frames), T - 1)  # short clips repeat their last frame
         src.append(_to_model_frames(clip.frames[s]))
         drv.append(_to_model_frames(clip.frames[idx]))
+        S = clip.frames.shape[1]
+        reg.append(torch.zeros(frames, 1, S, S) if clip.regions is None
+                   else torch.from_numpy(clip.regions[idx]).float().div_(255.0)[:, None])
         s0, s1 = max(0, k0 - context), min(T, k0 + frames + context)
         audio.append(torch.from_numpy(clip.audio[int(round(s0 * spf)): int(round(s1 * spf))].copy()))
         a_frames.append(s1 - s0)
@@ -230,7 +238,7 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
     view = torch.stack([_jitter(d, p) if g else d for d, p, g in zip(driving, jitter, gaze_mask)])
     return Stage1Batch(source=torch.stack(src), driving=driving, audio=audio, audio_frames=a_frames,
                        audio_offset=a_off, targets=torch.stack(tgt), target_mask=torch.stack(msk), gaze_view=view,
-                       gaze_view_mask=torch.tensor(gaze_mask), eps=eps)
+                       gaze_view_mask=torch.tensor(gaze_mask), eps=eps, region=torch.stack(reg))
 
 
 # ---------------------------------------------------------------------------------------------- stage 2

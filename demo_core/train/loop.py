@@ -22,7 +22,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -170,13 +170,17 @@ class _Runner:
         return path
 
 
-def train_stage1(cfg: TrainConfig, out: str | Path, *, resume: bool = False, stop_after: int | None = None,
-                 log: Log | None = None) -> Path:
+def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None = None, reinit: Sequence[str] = (),
+                 resume: bool = False, stop_after: int | None = None, log: Log | None = None) -> Path:
     """Train the motion auto-encoder, factor heads and audio features; returns ``OUT/stage1/model.safetensors``.
 
     Args:
         cfg: training configuration (``model``, ``data``, ``stage1``).
         out: output folder.
+        init: start from this DEMO model's weights (same architecture as ``cfg.model``; settings that are not
+            weights, such as ``motion_autoencoder.rgb_from``, come from ``cfg.model``); the optimiser, schedule
+            and step count start fresh.  Ignored when ``resume`` finds a checkpoint.
+        reinit: factors whose encoder and head restart from a fresh initialisation after ``init`` is loaded.
         resume: continue from the newest checkpoint in ``OUT/stage1/checkpoints``.
         stop_after: stop (with a checkpoint) after this many steps of this invocation.
         log: message sink (rank 0 only; default stderr).
@@ -196,6 +200,8 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, resume: bool = False, sto
         objective = _seeded(s.seed + 1, lambda: Stage1Objective(model, s)).to(ctx.device)
         runner = _Runner("stage1", cfg, out, ctx, model, objective, objective.heads, log)
         start = runner.resume() if resume else 0
+        if start == 0 and (init is not None or reinit):
+            _initialise_stage1(model, init, reinit, s.seed, log)
         m, M = cfg.model, cfg.model.factors.total
         context = model.audio_encoder.context_frames
 
@@ -211,6 +217,31 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, resume: bool = False, sto
         return runner.finish() if done else runner.dir / "checkpoints"
     finally:
         cleanup_distributed(ctx)
+
+
+def _initialise_stage1(model: DemoModel, init: str | Path | None, reinit: Sequence[str], seed: int, log: Log) -> None:
+    """Copy ``init``'s weights into ``model`` in place (the optimiser already holds its parameters), then
+    re-initialise the ``reinit`` factors (seeded)."""
+    from ..models.loader import load_model
+
+    if init is not None:
+        source, _ = load_model(init, device="cpu")
+        if not isinstance(source, DemoModel):
+            raise DemoInputError(f"--init {init}: a DEMO-native model is needed, got a {type(source).__name__}")
+        state = source.state_dict()
+        own = model.state_dict()
+        bad = sorted(k for k in own if k not in state or state[k].shape != own[k].shape)
+        if bad or set(state) - set(own):
+            raise DemoInputError(f"--init {init}: its architecture differs from the config's model "
+                                 f"(first mismatched keys: {(bad or sorted(set(state) - set(own)))[:4]})")
+        model.load_state_dict(state, strict=True)
+        log(f"initialised from {init}")
+    fcme = model.motion_autoencoder.enc.fc
+    for i, name in enumerate(reinit):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1000 + i)
+            fcme.reset_block(name)
+        log(f"re-initialised the {name} encoder")
 
 
 def _stage2_cache(model: DemoModel, store: ClipStore, init: Path, path: Path, ctx: DistContext, log: Log) -> Stage2Cache:

@@ -113,7 +113,9 @@ class Stage1Objective(nn.Module):
             lam_d = mean_d + torch.exp(0.5 * logvar_d) * batch.eps.reshape(b * F, -1)
         latent = h_s.repeat_interleave(F, dim=0) + self.mae.motion_from_coefficients(lam_d)  # (b·F, W)
         recon = self.mae.render(latent, feats)  # (b·F, 3, S, S), row n uses feats[n // F]
-        loss, parts = reconstruction_loss(recon, target, scales=cfg.scales, l1_weight=w.recon_l1, ssim_weight=w.recon_ssim)
+        loss, parts = reconstruction_loss(recon, target, scales=cfg.scales, l1_weight=w.recon_l1,
+                                          ssim_weight=w.recon_ssim, region=batch.region.flatten(0, 1),
+                                          region_weight=w.recon_region)
         metrics = dict(parts)
         zero = loss.new_zeros(())
         blocks = split_coefficients(mean_d, self.layout)

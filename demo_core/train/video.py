@@ -5,7 +5,9 @@ or the face box of the first frame), resized to S×S and resampled to the model 
 timestamp: output frame k shows the source frame closest to ``t = k / fps``.  Audio comes from the
 video's audio track (or a ``<stem>.wav`` beside it), mixed to mono and resampled to 16 kHz, then
 normalised over the whole clip exactly as the pipeline does at inference.  Per-frame labels from
-``<stem>.labels.npz`` (arrays ``yaw … blink``) are resampled with the same frame indices.
+``<stem>.labels.npz`` (arrays ``yaw … blink``) are resampled with the same frame indices, and so is an
+optional ``<stem>.regions.npy`` (N, H, W) uint8 feature-region map (mouth and eyes; 255 = inside) that
+stage 1 can weight its reconstruction loss with (:mod:`demo_core.synthetic.regions` writes it).
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ class Clip:
         frames: (T, S, S, 3) uint8.
         audio: (n,) float32 mono waveform at the model rate, normalised over the clip (zero mean, unit variance).
         labels: label name → (T,) float32 (only the labels the sidecar has).
+        regions: (T, S, S) uint8 feature-region map (0 outside … 255 inside), or None.
     """
 
     name: str
     frames: np.ndarray
     audio: np.ndarray
     labels: dict[str, np.ndarray] = field(default_factory=dict)
+    regions: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -83,15 +87,16 @@ def _nearest_indices(times: np.ndarray, fps: float) -> np.ndarray:
     return idx.astype(np.int64)
 
 
-def _square_crop(frames: torch.Tensor, crop: str) -> torch.Tensor:
-    """(N, H, W, 3) float in 0..1 → (N, side, side, 3) with one box for all frames."""
+def _square_crop(frames: torch.Tensor, crop: str, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, H, W, 3) float in 0..1 → (N, side, side, 3) with one box for all frames (for ``"auto"``, the
+    face box of ``reference`` (H, W, 3), default the first frame)."""
     n, h, w, _ = frames.shape
     if crop == "none":
         return frames
     if crop == "auto":
         from ..face_crop import crop_image, face_crop_box
 
-        box, _ = face_crop_box(frames[0], mode="auto")
+        box, _ = face_crop_box(frames[0] if reference is None else reference, mode="auto")
         return crop_image(frames, box, max(h, w))
     side = min(h, w)
     y0, x0 = (h - side) // 2, (w - side) // 2
@@ -171,4 +176,24 @@ def decode_clip(path: str | Path, *, size: int, fps: float = 25.0, sampling_rate
     x = _resize(_square_crop(x, crop), size)
     frames = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
     labels = _load_labels(Path(f"{stem}.labels.npz"), times[indices], source_fps)
-    return Clip(name=path.stem, frames=frames, audio=audio.astype(np.float32), labels=labels)
+    regions = _load_regions(Path(f"{stem}.regions.npy"), raw, indices, crop, size)
+    return Clip(name=path.stem, frames=frames, audio=audio.astype(np.float32), labels=labels, regions=regions)
+
+
+def _load_regions(path: Path, raw: np.ndarray, indices: np.ndarray, crop: str, size: int) -> np.ndarray | None:
+    """The region sidecar at the output frames (same indices, crop box and resize as the frames ``raw``
+    (N, H, W, 3) uint8), or None when there is no sidecar."""
+    if not path.is_file():
+        return None
+    try:
+        region = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DemoInputError(f"{path}: cannot be read as a .npy region map ({exc})") from None
+    n, h, w = raw.shape[:3]
+    if region.dtype != np.uint8 or region.ndim != 3 or region.shape[1:] != (h, w) or region.shape[0] < n:
+        raise DemoInputError(f"{path}: expected a uint8 array (N, H, W) matching the clip's {n} frames of "
+                             f"{h}x{w}, got {region.dtype} {region.shape}")
+    reference = torch.from_numpy(raw[indices[0]]).float() / 255.0  # the frame the "auto" crop box comes from
+    x = torch.from_numpy(region[indices]).float().div_(255.0)[..., None].expand(-1, -1, -1, 3)  # (T, H, W, 3)
+    x = _resize(_square_crop(x, crop, reference), size)[..., 0]
+    return (x.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()

@@ -212,3 +212,31 @@ def test_base_grid_convention():
     assert grid.shape == (3, 5, 2) and grid.dtype == torch.float32
     torch.testing.assert_close(grid[0, :, 0], torch.linspace(-1, 1, 5))
     torch.testing.assert_close(grid[:, 0, 1], torch.linspace(-1, 1, 3))
+
+
+def test_mixed_rgb_reads_the_blended_activation():
+    """``rgb_from="mixed"``: same weights as "warped"; the fast no-grad last level equals the literal path;
+    with the warp mask fully on the two agree, and where it is off the decoder's own activation shows."""
+    ch = {4: 16, 8: 16, 16: 12, 32: 8, 64: 8}
+    torch.manual_seed(0)
+    warped_ae = MotionAutoEncoder(MotionAutoEncoderConfig(size=64, dim_w=32, dim_m=4, channels=ch)).eval()
+    mixed_ae = MotionAutoEncoder(MotionAutoEncoderConfig(size=64, dim_w=32, dim_m=4, channels=ch, rgb_from="mixed")).eval()
+    mixed_ae.load_state_dict(warped_ae.state_dict(), strict=True)
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    with torch.no_grad():
+        h, lam, feats = mixed_ae.encode(image)
+        latent = h + 0.3 * torch.randn(2, 32, generator=g)
+        fast = mixed_ae.render(latent, feats)  # in-place / projected last level
+        plain = warped_ae.render(latent, feats)
+    literal = mixed_ae.render(latent.requires_grad_(), feats).detach()  # autograd: no shortcuts
+    torch.testing.assert_close(fast, literal, atol=1e-4, rtol=1e-4)  # float rounding of the two orders
+    assert float((fast - plain).abs().max()) > 1e-3
+    for to_flow in (*mixed_ae.dec.to_flows, *warped_ae.dec.to_flows):
+        with torch.no_grad():
+            to_flow.bias[:, 2] = 60.0  # mask = sigmoid(huge) = 1: nothing of the activation is kept
+    with torch.no_grad():
+        torch.testing.assert_close(mixed_ae.render(latent, feats), warped_ae.render(latent, feats), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="rgb_from"):
+        MotionAutoEncoderConfig(size=64, rgb_from="both")
+    assert MotionAutoEncoderConfig.from_dict(mixed_ae.cfg.to_dict()).rgb_from == "mixed"

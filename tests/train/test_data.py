@@ -140,3 +140,60 @@ def test_flow_scale_from_cache_and_scaled_stage2_noise():
                             p_drop_reference=0.0, generator=torch.Generator().manual_seed(0), subspace=True, scale=s)
     spread = (b.x_0 @ Q).flatten(0, 1).std(dim=0)
     assert torch.allclose(spread, s, rtol=0.05)
+
+
+def _with_regions(clip_folder, tmp_path, n=24, h=48, w=64):
+    """A copy of clip 0 with a region sidecar whose frame k marks column k (and its frame index in row 0)."""
+    import shutil
+
+    for suffix in (".mp4", ".labels.npz"):
+        shutil.copy(clip_folder / f"clip_00000{suffix}", tmp_path / f"clip_00000{suffix}")
+    region = np.zeros((n, h, w), np.uint8)
+    for k in range(n):
+        region[k, 10:40, 8 + k] = 255
+    np.save(tmp_path / "clip_00000.regions.npy", region)
+    return tmp_path / "clip_00000.mp4", region
+
+
+def test_decode_reads_the_region_sidecar_with_the_frames_indices_and_crop(clip_folder, tmp_path):
+    video, region = _with_regions(clip_folder, tmp_path)
+    clip = decode_clip(video, size=48, crop="center")  # 24 frames @ 30 fps → 20 @ 25, middle 48 columns
+    idx = np.rint(np.arange(20) / 25.0 * 30.0).astype(int)
+    assert clip.regions.shape == (20, 48, 48) and clip.regions.dtype == np.uint8
+    assert np.array_equal(clip.regions, region[idx][:, :, 8:56])
+    assert decode_clip(clip_folder / "clip_00000.mp4", size=48).regions is None
+    small = decode_clip(video, size=24).regions  # area-resized like the frames: soft edges, same mass
+    assert small.shape == (20, 24, 24) and 0 < int(small.max()) <= 255
+
+
+@pytest.mark.parametrize("bad", ["shape", "dtype", "junk"])
+def test_a_bad_region_sidecar_is_named(clip_folder, tmp_path, bad):
+    video, region = _with_regions(clip_folder, tmp_path)
+    path = tmp_path / "clip_00000.regions.npy"
+    if bad == "shape":
+        np.save(path, region[:, :, :32])
+    elif bad == "dtype":
+        np.save(path, region.astype(np.float32))
+    else:
+        path.write_bytes(b"not a numpy file")
+    with pytest.raises(DemoInputError, match="regions.npy"):
+        decode_clip(video, size=32)
+
+
+def test_regions_survive_the_cache_and_reach_the_stage1_batch(clip_folder, tmp_path):
+    import shutil
+
+    (tmp_path / "data").mkdir()
+    _with_regions(clip_folder, tmp_path / "data")
+    shutil.copy(clip_folder / "clip_00002.mp4", tmp_path / "data" / "clip_00002.mp4")  # no sidecar, no labels
+    kw = dict(size=48, fps=25.0, sampling_rate=16000, cache_dir=tmp_path / "cache")
+    a = ClipStore.from_folder(tmp_path / "data", **kw)
+    b = ClipStore.from_folder(tmp_path / "data", **kw)  # from the cache
+    assert np.array_equal(a.clips[0].regions, b.clips[0].regions) and b.clips[1].regions is None
+    layout = default_factor_layout()
+    picks = torch.tensor([[0, 3, 4], [1, 0, 2]])
+    batch = build_stage1_batch(b, picks, frames=3, layout=layout, context=2, fps=25.0, sampling_rate=16000,
+                               jitter=torch.zeros(2, 5), eps=torch.zeros(2, 3, layout.total))
+    assert batch.region.shape == (2, 3, 1, 48, 48)
+    assert torch.equal(batch.region[0, :, 0], torch.from_numpy(b.clips[0].regions[4:7]).float() / 255.0)
+    assert float(batch.region[1].abs().sum()) == 0.0

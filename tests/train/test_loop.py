@@ -95,3 +95,41 @@ def test_coefficient_l2_is_logged_and_pulls_the_coefficients_in(tiny_train_confi
     rows = [json.loads(line) for line in (tmp_path / "stage1" / "metrics.jsonl").read_text().splitlines()]
     c = [r["coefficient_l2"] for r in rows]
     assert c[0] > 0 and c[-1] < 0.5 * c[0], c
+
+
+def test_stage1_fine_tunes_from_a_model_and_restarts_chosen_factors(tiny_train_config, tmp_path):
+    cfg = tiny_train_config(model__head_source="image", model__head_channels=[8, 8, 16], stage1__steps=2)
+    quiet = lambda _m: None  # noqa: E731
+    base = train_stage1(cfg, tmp_path / "base", log=quiet)
+    messages = []
+    cfg_mixed = tiny_train_config(model__head_source="image", model__head_channels=[8, 8, 16], stage1__steps=1,
+                                  stage1__lr=1e-12, stage1__warmup_steps=0)
+    cfg_mixed.model.motion_autoencoder.rgb_from = "mixed"  # not a weight: taken from the config
+    tuned = train_stage1(cfg_mixed, tmp_path / "tuned", init=base, reinit=["gaze"], log=messages.append)
+    assert any("initialised from" in m for m in messages) and any("gaze encoder" in m for m in messages)
+    a, _ = read_tensor_file(base)
+    b, _ = read_tensor_file(tuned)
+    gaze = [k for k in a if ".fc.encoders.gaze." in k or ".fc.heads.gaze." in k]
+    others = [k for k in a if k not in gaze and a[k].is_floating_point()]
+    assert gaze and all(torch.allclose(a[k], b[k], atol=1e-6) for k in others)  # lr ~0: the init weights
+    assert any(not torch.allclose(a[k], b[k], atol=1e-3) for k in gaze if k.endswith("weight"))
+    model, _ = load_model(tuned)
+    assert model.cfg.motion_autoencoder.rgb_from == "mixed"
+    other = tiny_train_config(model__head_source="image", model__head_channels=[8, 16, 16], stage1__steps=1)
+    with pytest.raises(ValueError, match="architecture differs"):
+        train_stage1(other, tmp_path / "bad", init=base, log=quiet)
+    with pytest.raises(ValueError, match="no factor"):
+        train_stage1(cfg, tmp_path / "bad2", init=base, reinit=["hair"], log=quiet)
+
+
+def test_cli_init_and_reinit(tiny_train_config, tmp_path, capsys):
+    cfg = tiny_train_config(stage1__steps=1)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg.to_dict()))
+    base = train_stage1(cfg, tmp_path / "base", log=lambda _m: None)
+    out = tmp_path / "tuned"
+    assert main(["train", "stage1", "--config", str(cfg_path), "--out", str(out), "--init", str(base),
+                 "--reinit", "blink", "lip"]) == 0
+    assert (out / "stage1" / "model.safetensors").is_file()
+    assert main(["train", "stage2", "--config", str(cfg_path), "--out", str(out), "--reinit", "gaze"]) == 2
+    assert "stage 1 only" in capsys.readouterr().err

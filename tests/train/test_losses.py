@@ -136,3 +136,27 @@ def test_flow_matching_loss_in_units_of_the_coordinate_scale():
     prev_x = torch.zeros(2, 1, 6)
     got = float(flow_matching_loss(off_by_err, x_0, x_1, t, prev_x=prev_x, basis=Q, scale=scale))
     assert got == pytest.approx(float(((err / scale) ** 2).mean()), rel=1e-4)
+
+
+def test_region_weighted_reconstruction_counts_region_errors_more():
+    g = torch.Generator().manual_seed(5)
+    target = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    region = torch.zeros(2, 1, 16, 16)
+    region[:, :, 4:8, 4:8] = 1.0
+    inside, outside = target.clone(), target.clone()
+    inside[:, :, 4:8, 4:8] += 0.5
+    outside[:, :, 10:14, 10:14] += 0.5
+    kw = dict(scales=(1,), ssim_weight=0.0)
+    plain_in, parts = reconstruction_loss(inside, target, **kw, region=region, region_weight=0.0)
+    plain_out, _ = reconstruction_loss(outside, target, **kw)
+    assert float(plain_in) == pytest.approx(float(plain_out)) and float(parts["l1_region"]) == 0.0
+    w_in, parts = reconstruction_loss(inside, target, **kw, region=region, region_weight=9.0)
+    w_out, _ = reconstruction_loss(outside, target, **kw, region=region, region_weight=9.0)
+    assert float(w_in) == pytest.approx(10.0 * float(plain_in), rel=1e-5)  # 1 + 9 on every wrong pixel
+    assert float(w_out) == pytest.approx(float(plain_out), rel=1e-5)  # errors outside count once
+    assert float(parts["l1_region"]) == pytest.approx(0.5, rel=1e-5)  # mean error of the region pixels
+    assert float(parts["l1"]) == pytest.approx(float(plain_in), rel=1e-5)  # reported unweighted
+    multi, _ = reconstruction_loss(inside, target, scales=(1, 2, 4), ssim_weight=0.0, region=region, region_weight=9.0)
+    assert float(multi) > float(reconstruction_loss(inside, target, scales=(1, 2, 4), ssim_weight=0.0)[0])
+    with pytest.raises(DemoInputError, match="region"):
+        reconstruction_loss(inside, target, region=region[:, :, :8], region_weight=1.0)
