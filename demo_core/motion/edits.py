@@ -42,6 +42,7 @@ __all__ = [
     "smooth_factor",
     "rest_coordinates",
     "gaussian_kernel",
+    "gaussian_smooth_time",
     "check_trajectory",
 ]
 
@@ -255,6 +256,18 @@ def gaussian_kernel(sigma: float, *, dtype=torch.float64, device=None) -> Tensor
     return w / w.sum()  # (2·radius + 1,)
 
 
+def gaussian_smooth_time(x: Tensor, sigma: float) -> Tensor:
+    """Gaussian smoothing of (B, T, k) trajectories along T (σ in frames, > 0), ends padded by repeating the
+    first/last frame (a constant stays constant; no fade towards zero at the ends)."""
+    B, T, k = x.shape
+    w = gaussian_kernel(float(sigma), dtype=x.dtype, device=x.device)
+    radius = (w.shape[0] - 1) // 2
+    y = x.permute(0, 2, 1).reshape(B * k, 1, T)  # (B·k, 1, T)
+    first, last = y[..., :1].expand(-1, -1, radius), y[..., -1:].expand(-1, -1, radius)  # edge padding
+    y = torch.cat([first, y, last], dim=-1)  # (B·k, 1, T + 2·radius)
+    return F.conv1d(y, w.view(1, 1, -1)).reshape(B, k, T).permute(0, 2, 1)  # (B, T, k)
+
+
 def smooth_factor(latents: Tensor, space: FactorSpace, factor: str, sigma: float) -> Tensor:
     """Gaussian-smooth a factor over time (σ in frames; 0 is a no-op copy).
 
@@ -267,11 +280,4 @@ def smooth_factor(latents: Tensor, space: FactorSpace, factor: str, sigma: float
     if sigma == 0:
         return latents.clone()
     c = space.factor_coordinates(latents, factor)  # (B, T, k)
-    B, T, k = c.shape
-    w = gaussian_kernel(float(sigma), dtype=c.dtype, device=c.device)
-    radius = (w.shape[0] - 1) // 2
-    x = c.permute(0, 2, 1).reshape(B * k, 1, T)  # (B·k, 1, T)
-    first, last = x[..., :1].expand(-1, -1, radius), x[..., -1:].expand(-1, -1, radius)  # edge padding
-    x = torch.cat([first, x, last], dim=-1)  # (B·k, 1, T + 2·radius)
-    smoothed = F.conv1d(x, w.view(1, 1, -1)).reshape(B, k, T).permute(0, 2, 1)  # (B, T, k)
-    return space.shift_factor(latents, factor, smoothed - c)
+    return space.shift_factor(latents, factor, gaussian_smooth_time(c, sigma) - c)

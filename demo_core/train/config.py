@@ -156,6 +156,9 @@ class Stage2Config(_Common):
         p_first_window: probability of a first window (prefix and prefix audio zero, window at the clip start).
         ot_coupling: pair noise and data by minibatch OT.
         train_audio_projection: also train the audio encoder's ``audio_projection`` (its features stay frozen).
+        smooth: factor → Gaussian σ in frames applied over time to that block's encoded coefficients before
+            windows are cut (the stage-1 encoder's per-frame read-out noise, which the flow model would
+            otherwise learn to reproduce as jitter; head motion is smooth, lips are not: smooth ``pose`` only).
     """
 
     batch: int = 16
@@ -165,6 +168,14 @@ class Stage2Config(_Common):
     p_first_window: float = 0.2
     ot_coupling: bool = True
     train_audio_projection: bool = True
+    smooth: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.smooth = {str(k): float(v) for k, v in dict(self.smooth).items()}
+        bad = {k: v for k, v in self.smooth.items() if not (v >= 0.0 and v < 1e6)}
+        if bad:
+            raise DemoInputError(f"stage2.smooth: σ must be a number of frames >= 0, got {bad}")
 
 
 @dataclass

@@ -32,7 +32,7 @@ from .losses import condition_keep_mask
 from .video import LABEL_NAMES, VIDEO_SUFFIXES, Clip, decode_clip
 
 __all__ = ["ClipStore", "Stage1Batch", "supervised_axes", "sample_stage1_picks", "build_stage1_batch",
-           "Stage2Cache", "encode_stage2_cache", "Stage2Batch", "sample_stage2_batch", "slice_batch"]
+           "Stage2Cache", "encode_stage2_cache", "smooth_cache", "Stage2Batch", "sample_stage2_batch", "slice_batch"]
 
 _CACHE_VERSION = "clip-v1"
 
@@ -250,6 +250,25 @@ class Stage2Cache:
 
     lam: list
     feats: list
+
+
+def smooth_cache(cache: Stage2Cache, layout: FactorLayout, smooth: dict[str, float]) -> Stage2Cache:
+    """The cache with each named factor's coefficients Gaussian-smoothed over time (σ in frames; 0 = as is)."""
+    from ..motion.edits import gaussian_smooth_time
+
+    slices = layout.slices()
+    unknown = sorted(set(smooth) - set(slices))
+    if unknown:
+        raise DemoInputError(f"stage2.smooth: unknown factor(s) {unknown}; the layout has {list(slices)}")
+    lams = []
+    for lam in cache.lam:
+        lam = lam.clone()
+        for name, sigma in smooth.items():
+            if sigma > 0 and lam.shape[0] > 1:
+                sl = slices[name]
+                lam[:, sl] = gaussian_smooth_time(lam[None, :, sl].double(), sigma)[0].to(lam.dtype)
+        lams.append(lam)
+    return Stage2Cache(lam=lams, feats=cache.feats)
 
 
 @torch.no_grad()

@@ -35,7 +35,7 @@ from ..models.demo_model import DemoModel
 from .checkpointing import latest_checkpoint, load_training_state, prune_checkpoints, save_training_state
 from .config import TrainConfig
 from .data import (ClipStore, Stage2Batch, Stage2Cache, build_stage1_batch, encode_stage2_cache, flow_scale_from_cache,
-                   sample_stage1_picks, sample_stage2_batch, slice_batch)
+                   sample_stage1_picks, sample_stage2_batch, slice_batch, smooth_cache)
 from .distributed import DistContext, cleanup_distributed, setup_distributed
 from .objectives import Stage1Objective, Stage2Objective
 
@@ -294,6 +294,9 @@ def train_stage2(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
         cfg = TrainConfig(model=model.cfg, data=cfg.data, stage1=cfg.stage1, stage2=s)
         store = _load_store(cfg, out, ctx, log)
         cache = _stage2_cache(model, store, init, out / "stage2" / "cache.npz", ctx, log)
+        if any(v > 0 for v in s.smooth.values()):
+            cache = smooth_cache(cache, model.cfg.factors, s.smooth)
+            log(f"smoothed the encoded {', '.join(f'{k} (σ {v:g} frames)' for k, v in s.smooth.items())}")
         if model.cfg.flow_subspace:
             model.set_flow_scale(flow_scale_from_cache(cache))  # saved in the config of every checkpoint
         model.fmt.requires_grad_(True).train()

@@ -39,3 +39,20 @@ def test_json_round_trip_and_unknown_keys(tmp_path):
         load_train_config(bad)
     with pytest.raises(DemoInputError, match="crop"):
         TrainConfig.from_dict({"data": {"crop": "face"}})
+
+
+def test_rgb_from_is_not_a_weight_and_stage2_smoothing_keys():
+    base = load_train_config(default_config_path())
+    d = base.to_dict()
+    d["model"]["motion_autoencoder"]["rgb_from"] = "mixed"
+    d["stage1"]["weights"]["recon_region"] = 30.0
+    mixed = TrainConfig.from_dict(d)
+    assert mixed.model.motion_autoencoder.rgb_from == "mixed" and base.model.motion_autoencoder.rgb_from == "warped"
+    assert mixed.stage1.weights.recon_region == 30.0 and base.stage1.weights.recon_region == 0
+    # same weights, so a model trained one way initialises a run the other way (train stage1 --init)
+    assert {k: v.shape for k, v in DemoModel(mixed.model, device="meta").state_dict().items()} == \
+        {k: v.shape for k, v in DemoModel(base.model, device="meta").state_dict().items()}
+    assert base.stage2.smooth == {"pose": 1.0}  # the bundled recipe smooths the encoder's pose read-out
+    assert TrainConfig.from_dict({"stage2": {"smooth": {"gaze": 2}}}).stage2.smooth == {"gaze": 2.0}
+    with pytest.raises(DemoInputError, match="smooth"):
+        TrainConfig.from_dict({"stage2": {"smooth": {"pose": -1}}})

@@ -197,3 +197,28 @@ def test_regions_survive_the_cache_and_reach_the_stage1_batch(clip_folder, tmp_p
     assert batch.region.shape == (2, 3, 1, 48, 48)
     assert torch.equal(batch.region[0, :, 0], torch.from_numpy(b.clips[0].regions[4:7]).float() / 255.0)
     assert float(batch.region[1].abs().sum()) == 0.0
+
+
+def test_smooth_cache_filters_only_the_named_factor():
+    from demo_core.motion.edits import gaussian_kernel
+    from demo_core.train.data import smooth_cache
+
+    layout = default_factor_layout()
+    g = torch.Generator().manual_seed(3)
+    lam = torch.randn(40, layout.total, generator=g)
+    lam[:, layout.slices()["pose"].start] = 2.5  # a constant coefficient stays constant (edge padding)
+    cache = Stage2Cache(lam=[lam, lam[:1]], feats=[torch.zeros(40, 4), torch.zeros(1, 4)])
+    out = smooth_cache(cache, layout, {"pose": 1.5, "gaze": 0.0})
+    pose = layout.slices()["pose"]
+    other = [i for i in range(layout.total) if not pose.start <= i < pose.stop]
+    assert torch.equal(out.lam[0][:, other], lam[:, other]) and torch.equal(out.lam[1], lam[:1])
+    assert torch.allclose(out.lam[0][:, pose.start], torch.full((40,), 2.5))
+    w = gaussian_kernel(1.5)
+    r = (len(w) - 1) // 2
+    want = (lam[20 - r:20 + r + 1, pose.start + 1].double() * w).sum()  # an interior frame: the plain convolution
+    assert float(out.lam[0][20, pose.start + 1]) == pytest.approx(float(want), abs=1e-5)
+    jerk = lambda x: float((x[2:] - 2 * x[1:-1] + x[:-2]).pow(2).mean())  # noqa: E731
+    assert jerk(out.lam[0][:, pose.start + 1]) < 0.1 * jerk(lam[:, pose.start + 1])
+    assert out.feats is cache.feats
+    with pytest.raises(DemoInputError, match="unknown factor"):
+        smooth_cache(cache, layout, {"head": 1.0})

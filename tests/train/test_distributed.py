@@ -86,7 +86,9 @@ def test_two_gloo_processes_match_one_process(tiny_train_config, tmp_path):
     a few gradient entries by O(1), and Adam moves those weights by up to ``lr``.  A sharding or averaging
     mistake would instead change every loss and most weights.
     """
-    cfg = tiny_train_config(stage1__steps=2, stage1__ckpt_every=1, stage2__steps=3)
+    # stage2.smooth off: the losses still agree to 1e-7 with it, but on the tiny clips smoothed pose leaves a few
+    # FMT weights with rounding-level gradients that Adam turns into ~0.04·lr differences (same effect as below)
+    cfg = tiny_train_config(stage1__steps=2, stage1__ckpt_every=1, stage2__steps=3, stage2__smooth={})
     assert cfg.stage1.batch == 4 and cfg.stage1.contrast_group == 2
     one, two = tmp_path / "one", tmp_path / "two"
     quiet = lambda _m: None  # noqa: E731

@@ -133,3 +133,13 @@ def test_cli_init_and_reinit(tiny_train_config, tmp_path, capsys):
     assert (out / "stage1" / "model.safetensors").is_file()
     assert main(["train", "stage2", "--config", str(cfg_path), "--out", str(out), "--reinit", "gaze"]) == 2
     assert "stage 1 only" in capsys.readouterr().err
+
+
+def test_stage2_trains_on_smoothed_pose(tiny_train_config, tmp_path):
+    cfg = tiny_train_config(stage1__steps=2, stage2__steps=3, stage2__smooth={"pose": 1.0})
+    messages = []
+    train_stage1(cfg, tmp_path, log=lambda _m: None)
+    train_stage2(cfg, tmp_path, log=messages.append)
+    assert any("smoothed the encoded pose" in m for m in messages)
+    assert len(_losses(tmp_path, "stage2")) == 3
+
