@@ -5,7 +5,7 @@ the region a factor can reach in one frame is found exactly by rendering that fr
 factor at its extremes and taking the pixels that differ.  The map is the union over the mouth and eye
 factors, dilated by one pixel and stored as uint8 (0 = elsewhere, 255 = feature region) in a
 ``<clip>.regions.npy`` sidecar that stage-1 training reads to weight its reconstruction loss there
-(:attr:`demo_core.train.config.Stage1Config.region_weight`): at 64² the mouth and eyes are ~4 % of
+(``stage1.weights.recon_region``, :class:`demo_core.train.config.Stage1Weights`): at 64² the mouth and eyes are ~4 % of
 the pixels, and an unweighted reconstruction loss learns to render pose but not their motion.
 
 Command line (adds the sidecar to every clip of a folder that lacks it)::
@@ -88,11 +88,9 @@ def write_regions(labels_file: str | Path, *, overwrite: bool = False) -> Path |
     """Write the region sidecar of one synthetic clip from its ``.labels.npz`` (factors and identity).
 
     Returns the sidecar path, or None when it exists and ``overwrite`` is False."""
-    from .dataset import load_identity
+    from .dataset import _stem, load_identity
 
-    labels_file = Path(labels_file)
-    stem = Path(str(labels_file)[: -len(".labels.npz")])
-    out = regions_path(stem)
+    out = regions_path(_stem(labels_file))
     if out.exists() and not overwrite:
         return None
     with np.load(labels_file, allow_pickle=False) as z:

@@ -18,6 +18,7 @@ is never silently ignored.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -173,7 +174,7 @@ class Stage2Config(_Common):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.smooth = {str(k): float(v) for k, v in dict(self.smooth).items()}
-        bad = {k: v for k, v in self.smooth.items() if not (v >= 0.0 and v < 1e6)}
+        bad = {k: v for k, v in self.smooth.items() if not (math.isfinite(v) and v >= 0.0)}
         if bad:
             raise DemoInputError(f"stage2.smooth: σ must be a number of frames >= 0, got {bad}")
 

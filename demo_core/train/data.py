@@ -74,14 +74,14 @@ class ClipStore:
     @classmethod
     def from_folder(cls, root: str | Path, *, size: int, fps: float, sampling_rate: int, crop: str = "center",
                     cache_dir: str | Path | None = None, max_clips: int | None = None, min_frames: int = 8,
-                    log: Callable[[str], None] | None = None) -> "ClipStore":
+                    regions: bool = True, log: Callable[[str], None] | None = None) -> "ClipStore":
         """Decode (or read from the cache) every video under ``root``; clips shorter than ``min_frames`` are skipped."""
         videos = cls.list_videos(root)[: max_clips or None]
         if not videos:
             raise DemoInputError(f"data.root: no videos ({', '.join(VIDEO_SUFFIXES)}) under {root}")
         clips = []
         for path in videos:
-            clip = cls._load_cached(path, size, fps, sampling_rate, crop, cache_dir)
+            clip = cls._load_cached(path, size, fps, sampling_rate, crop, cache_dir, regions)
             if clip.num_frames >= min_frames:
                 clips.append(clip)
             elif log is not None:
@@ -89,12 +89,13 @@ class ClipStore:
         return cls(clips)
 
     @staticmethod
-    def _load_cached(path: Path, size, fps, sampling_rate, crop, cache_dir) -> Clip:
+    def _load_cached(path: Path, size, fps, sampling_rate, crop, cache_dir, regions) -> Clip:
         if cache_dir is None:
-            return decode_clip(path, size=size, fps=fps, sampling_rate=sampling_rate, crop=crop)
+            return decode_clip(path, size=size, fps=fps, sampling_rate=sampling_rate, crop=crop, regions=regions)
         st = path.stat()
-        key = f"{_CACHE_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{size}|{fps}|{sampling_rate}|{crop}"
-        for side in (".labels.npz", ".wav", ".frames.npy", ".regions.npy"):
+        key = (f"{_CACHE_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{size}|{fps}|{sampling_rate}|{crop}"
+               f"|regions={regions}")
+        for side in (".labels.npz", ".wav", ".frames.npy") + ((".regions.npy",) if regions else ()):
             sidecar = Path(f"{path.with_suffix('')}{side}")
             if sidecar.is_file():
                 key += f"|{side}:{sidecar.stat().st_mtime_ns}"
@@ -104,7 +105,7 @@ class ClipStore:
                 labels = {k[len("label_"):]: z[k] for k in z.files if k.startswith("label_")}
                 regions = z["regions"] if "regions" in z.files else None
                 return Clip(name=path.stem, frames=z["frames"], audio=z["audio"], labels=labels, regions=regions)
-        clip = decode_clip(path, size=size, fps=fps, sampling_rate=sampling_rate, crop=crop)
+        clip = decode_clip(path, size=size, fps=fps, sampling_rate=sampling_rate, crop=crop, regions=regions)
         extra = {} if clip.regions is None else {"regions": clip.regions}
         _atomic_savez(cached, frames=clip.frames, audio=clip.audio, **extra,
                       **{f"label_{k}": v for k, v in clip.labels.items()})

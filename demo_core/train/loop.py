@@ -70,11 +70,12 @@ def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
         return build()
 
 
-def _load_store(cfg: TrainConfig, out: Path, ctx: DistContext, log: Log) -> ClipStore:
+def _load_store(cfg: TrainConfig, out: Path, ctx: DistContext, log: Log, *, regions: bool = False) -> ClipStore:
+    """The clips; ``regions``: also hold their region maps (only stage 1 with a region weight reads them)."""
     d, m = cfg.data, cfg.model
     cache = Path(d.cache_dir) if d.cache_dir else out / "cache"
     kw = dict(size=m.image_size, fps=m.fps, sampling_rate=m.sampling_rate, crop=d.crop, cache_dir=cache,
-              max_clips=d.max_clips, min_frames=d.min_frames, log=log)
+              max_clips=d.max_clips, min_frames=d.min_frames, regions=regions, log=log)
     store = None
     if ctx.is_main:  # rank 0 fills the cache first; the others then read it
         store = ClipStore.from_folder(d.root, **kw)
@@ -192,7 +193,7 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
         lo, hi = ctx.shard(s.batch)
         if (hi - lo) % min(s.contrast_group, hi - lo):
             raise DemoInputError(f"stage1.contrast_group ({s.contrast_group}) must divide the per-process batch ({hi - lo})")
-        store = _load_store(cfg, out, ctx, log)
+        store = _load_store(cfg, out, ctx, log, regions=s.weights.recon_region > 0)
         model = _seeded(s.seed, lambda: DemoModel(cfg.model)).train()
         model.motion_autoencoder.reset_flow_to_identity()
         model.fmt.requires_grad_(False)

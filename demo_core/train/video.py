@@ -87,17 +87,25 @@ def _nearest_indices(times: np.ndarray, fps: float) -> np.ndarray:
     return idx.astype(np.int64)
 
 
-def _square_crop(frames: torch.Tensor, crop: str, reference: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, H, W, 3) float in 0..1 → (N, side, side, 3) with one box for all frames (for ``"auto"``, the
-    face box of ``reference`` (H, W, 3), default the first frame)."""
+def _crop_box(first: torch.Tensor, crop: str):
+    """The clip's crop box for ``"auto"`` (face box of its first frame (H, W, 3)), else None."""
+    if crop != "auto":
+        return None
+    from ..face_crop import face_crop_box
+
+    return face_crop_box(first, mode="auto")[0]
+
+
+def _square_crop(frames: torch.Tensor, crop: str, box=None) -> torch.Tensor:
+    """(N, H, W, 3) float in 0..1 → (N, side, side, 3) with one box for all frames (for ``"auto"``: ``box``,
+    from :func:`_crop_box`)."""
     n, h, w, _ = frames.shape
     if crop == "none":
         return frames
     if crop == "auto":
-        from ..face_crop import crop_image, face_crop_box
+        from ..face_crop import crop_image
 
-        box, _ = face_crop_box(frames[0] if reference is None else reference, mode="auto")
-        return crop_image(frames, box, max(h, w))
+        return crop_image(frames, box if box is not None else _crop_box(frames[0], crop), max(h, w))
     side = min(h, w)
     y0, x0 = (h - side) // 2, (w - side) // 2
     return frames[:, y0:y0 + side, x0:x0 + side]
@@ -141,7 +149,7 @@ def _load_labels(path: Path, times: np.ndarray, source_fps: float) -> dict[str, 
 
 
 def decode_clip(path: str | Path, *, size: int, fps: float = 25.0, sampling_rate: int = 16000,
-                crop: str = "center") -> Clip:
+                crop: str = "center", regions: bool = True) -> Clip:
     """Decode a clip (see the module doc).
 
     Args:
@@ -150,6 +158,7 @@ def decode_clip(path: str | Path, *, size: int, fps: float = 25.0, sampling_rate
         fps: output frame rate.
         sampling_rate: output audio rate.
         crop: ``"center"``, ``"auto"`` or ``"none"``.
+        regions: also read the ``<stem>.regions.npy`` sidecar when there is one.
 
     Returns:
         :class:`Clip` with ``T = min(video frames at fps, ceil(audio seconds · fps))`` frames.
@@ -173,27 +182,29 @@ def decode_clip(path: str | Path, *, size: int, fps: float = 25.0, sampling_rate
     num = min(len(indices), math.ceil(len(audio) * fps / sampling_rate))
     indices = indices[:num]
     x = torch.from_numpy(raw[indices]).float() / 255.0  # (T, H, W, 3)
-    x = _resize(_square_crop(x, crop), size)
+    box = _crop_box(x[0], crop)
+    x = _resize(_square_crop(x, crop, box), size)
     frames = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
     labels = _load_labels(Path(f"{stem}.labels.npz"), times[indices], source_fps)
-    regions = _load_regions(Path(f"{stem}.regions.npy"), raw, indices, crop, size)
-    return Clip(name=path.stem, frames=frames, audio=audio.astype(np.float32), labels=labels, regions=regions)
+    region = None
+    if regions:
+        region = _load_regions(Path(f"{stem}.regions.npy"), raw.shape[:3], indices, crop, box, size)
+    return Clip(name=path.stem, frames=frames, audio=audio.astype(np.float32), labels=labels, regions=region)
 
 
-def _load_regions(path: Path, raw: np.ndarray, indices: np.ndarray, crop: str, size: int) -> np.ndarray | None:
-    """The region sidecar at the output frames (same indices, crop box and resize as the frames ``raw``
-    (N, H, W, 3) uint8), or None when there is no sidecar."""
+def _load_regions(path: Path, frames_shape: tuple, indices: np.ndarray, crop: str, box, size: int) -> np.ndarray | None:
+    """The region sidecar at the output frames (same indices, crop box and resize as the clip's frames of
+    shape ``frames_shape`` (N, H, W)), or None when there is no sidecar."""
     if not path.is_file():
         return None
     try:
         region = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DemoInputError(f"{path}: cannot be read as a .npy region map ({exc})") from None
-    n, h, w = raw.shape[:3]
+    n, h, w = frames_shape
     if region.dtype != np.uint8 or region.ndim != 3 or region.shape[1:] != (h, w) or region.shape[0] < n:
         raise DemoInputError(f"{path}: expected a uint8 array (N, H, W) matching the clip's {n} frames of "
                              f"{h}x{w}, got {region.dtype} {region.shape}")
-    reference = torch.from_numpy(raw[indices[0]]).float() / 255.0  # the frame the "auto" crop box comes from
     x = torch.from_numpy(region[indices]).float().div_(255.0)[..., None].expand(-1, -1, -1, 3)  # (T, H, W, 3)
-    x = _resize(_square_crop(x, crop, reference), size)[..., 0]
+    x = _resize(_square_crop(x, crop, box), size)[..., 0]
     return (x.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
