@@ -27,6 +27,7 @@ from .fcme import FactorMotionEncoder, FactorMotionEncoderConfig
 from .flow_transformer import FlowTransformer, FlowTransformerConfig
 from .logmel_audio_encoder import LogMelAudioEncoder, LogMelAudioEncoderConfig
 from .motion_autoencoder import MotionAutoEncoder, MotionAutoEncoderConfig
+from .painter import FeaturePainter, PainterConfig
 
 __all__ = ["DemoConfig", "DemoModel", "FactorMotionAutoEncoder", "audio_config_from_dict", "build_audio_encoder"]
 
@@ -102,6 +103,8 @@ class DemoConfig:
             rendered, re-encoded): 8 000 stage-1 steps without it gave a render gain of 0.10 (a 30° edit turned
             the head 3°); with it and unit-spread axis scales (see :mod:`~demo_core.motion.factors`), 7 000
             steps gave 0.80 (600-step trials: 0.23 with both, 0.01 with either alone).
+        painter: optional :class:`~demo_core.models.painter.FeaturePainter` after the decoder, conditioned on the
+            coefficients of ``painter.factors``; it draws what the warp cannot (mouth interior, eyelids, irises).
     """
 
     motion_autoencoder: MotionAutoEncoderConfig = field(default_factory=MotionAutoEncoderConfig)
@@ -120,9 +123,17 @@ class DemoConfig:
     flow_subspace: bool = False
     flow_scale: tuple[float, ...] | None = None
     canonical_appearance: bool = False
+    painter: PainterConfig | None = None
 
     def __post_init__(self) -> None:
         self.head_channels = tuple(int(c) for c in self.head_channels)
+        if isinstance(self.painter, Mapping):
+            self.painter = PainterConfig.from_dict(self.painter)
+        if self.painter is not None:
+            missing = [f for f in self.painter.factors if f not in self.factors.names]
+            if missing:
+                raise DemoInputError(f"DemoConfig: painter.factors {missing} are not blocks of the factor layout "
+                                     f"{list(self.factors.names)}")
         self.flow_scale = _check_flow_scale(self.flow_scale, self.factors.total)
         mae, fmt = self.motion_autoencoder, self.flow_transformer
         if mae.dim_m != self.factors.total:
@@ -171,6 +182,7 @@ class DemoConfig:
             "flow_subspace": self.flow_subspace,
             "canonical_appearance": self.canonical_appearance,
             **({} if self.flow_scale is None else {"flow_scale": list(self.flow_scale)}),
+            **({} if self.painter is None else {"painter": self.painter.to_dict()}),
         }
 
     @classmethod
@@ -198,6 +210,7 @@ class DemoConfig:
             flow_subspace=bool(d.get("flow_subspace", False)),
             flow_scale=None if d.get("flow_scale") is None else tuple(d["flow_scale"]),
             canonical_appearance=bool(d.get("canonical_appearance", False)),
+            painter=None if d.get("painter") is None else PainterConfig.from_dict(d["painter"]),
         )
 
 
@@ -213,10 +226,11 @@ class FactorMotionAutoEncoder(MotionAutoEncoder):
         device: parameter device.
         dtype: parameter dtype.
         canonical_appearance: ``encode`` returns ``h − λ @ Qᵀ`` (see :class:`DemoConfig`).
+        painter: configuration of a feature painter applied after the decoder (None: none).
     """
 
     def __init__(self, cfg: MotionAutoEncoderConfig, encoder_cfg: FactorMotionEncoderConfig, *, device=None,
-                 dtype=None, canonical_appearance: bool = False) -> None:
+                 dtype=None, canonical_appearance: bool = False, painter: PainterConfig | None = None) -> None:
         if cfg.dim_m != encoder_cfg.layout.total or cfg.dim_w != encoder_cfg.dim_w:
             raise DemoInputError(
                 f"FactorMotionAutoEncoder: dim_m/dim_w ({cfg.dim_m}, {cfg.dim_w}) must match the factor heads "
@@ -226,6 +240,30 @@ class FactorMotionAutoEncoder(MotionAutoEncoder):
         self.enc.fc = FactorMotionEncoder(encoder_cfg, device=device, dtype=dtype)
         self.layout = encoder_cfg.layout
         self.canonical_appearance = bool(canonical_appearance)
+        self.painter = None
+        if painter is not None:
+            slices = self.layout.slices()
+            index = [i for f in painter.factors for i in range(slices[f].start, slices[f].stop)]
+            self.painter = FeaturePainter(painter, len(index), device=device, dtype=dtype)
+            self.register_buffer("painter_index", torch.tensor(index, dtype=torch.long, device=device),
+                                 persistent=False)
+
+    def paint(self, image: Tensor, motion: Tensor | None) -> Tensor:
+        """Apply the feature painter (if any) to rendered frames (N, 3, S, S) with their motion latents (N, W).
+
+        The painter reads the absolute coefficients ``motion @ Q`` of its factors (the motion of a canonical
+        appearance code ``h + λ @ Qᵀ`` is ``λ @ Qᵀ``) and sees the decoder's frame, which shows the source's
+        own mouth and eyes where the warp put them.
+        """
+        if self.painter is None:
+            return image
+        if motion is None:
+            raise DemoInputError("render: this model has a feature painter; pass motion= (the latent's motion part, "
+                                 "(N, W)) so it can read the factor coefficients")
+        if motion.shape != (image.shape[0], self.cfg.dim_w):
+            raise DemoInputError(f"motion: expected shape ({image.shape[0]}, {self.cfg.dim_w}), got {tuple(motion.shape)}")
+        coefficients = self.coefficients_from_motion(motion.to(self.dec.direction.weight.dtype))
+        return self.painter(image, coefficients.index_select(1, self.painter_index))
 
     def _check_image(self, image: Tensor) -> None:
         s = self.cfg.size
@@ -313,7 +351,8 @@ class DemoModel(nn.Module):
         self.cfg = cfg
         kw = {"device": device, "dtype": dtype}
         self.motion_autoencoder = FactorMotionAutoEncoder(cfg.motion_autoencoder, cfg.motion_encoder_config(),
-                                                          canonical_appearance=cfg.canonical_appearance, **kw)
+                                                          canonical_appearance=cfg.canonical_appearance,
+                                                          painter=cfg.painter, **kw)
         self.audio_encoder = build_audio_encoder(cfg.audio_encoder, **kw)
         self.emotion_encoder = None
         self.fmt = FlowTransformer(cfg.flow_transformer, **kw)

@@ -63,6 +63,9 @@ FLOAT_CHANNELS: dict[int, int] = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128
 #: what the decoder's ToRGB layers read (:attr:`MotionAutoEncoderConfig.rgb_from`)
 RGB_SOURCES = ("warped", "mixed")
 
+#: sign conventions of the motion basis (:attr:`MotionAutoEncoderConfig.basis_signs`)
+BASIS_SIGNS = ("lapack", "positive")
+
 #: resolution of the decoder level whose sampling grid is returned as "flow"
 FLOW_RESOLUTION = 64
 
@@ -88,6 +91,10 @@ class MotionAutoEncoderConfig:
             elsewhere in it.  ``"mixed"``: the level's blended activation ``warped + x·(1 − mask)``, so where
             the warp mask is off the decoder paints from its own latent-driven activation (DEMO-native models;
             same weights and keys).
+        basis_signs: sign convention of the motion basis Q = QR(``dec.direction.weight``).  ``"lapack"`` (FLOAT):
+            Q as LAPACK's Householder QR returns it; a column's sign follows the sign of an intermediate pivot,
+            so it can flip under a change of the weights as small as float16 rounding.  ``"positive"``: columns
+            signed so that R has a positive diagonal, which makes Q a continuous function of the weights.
     """
 
     size: int = 512
@@ -95,6 +102,7 @@ class MotionAutoEncoderConfig:
     dim_m: int = 20
     channels: dict[int, int] | None = None
     rgb_from: str = "warped"
+    basis_signs: str = "lapack"
 
     def __post_init__(self) -> None:
         self.size = int(self.size)
@@ -111,6 +119,9 @@ class MotionAutoEncoderConfig:
         for r in self.resolutions:
             if self.channel(r) < 1:
                 raise DemoInputError(f"MotionAutoEncoderConfig.channels[{r}] must be positive")
+        if self.basis_signs not in BASIS_SIGNS:
+            raise DemoInputError(f"MotionAutoEncoderConfig.basis_signs: expected one of {list(BASIS_SIGNS)}, "
+                                 f"got {self.basis_signs!r}")
         if self.rgb_from not in RGB_SOURCES:
             raise DemoInputError(f"MotionAutoEncoderConfig.rgb_from: expected one of {list(RGB_SOURCES)}, "
                                  f"got {self.rgb_from!r}")
@@ -148,6 +159,7 @@ class MotionAutoEncoderConfig:
             "dim_m": self.dim_m,
             "channels": None if self.channels is None else {str(r): c for r, c in sorted(self.channels.items())},
             "rgb_from": self.rgb_from,
+            "basis_signs": self.basis_signs,
         }
 
     @classmethod
@@ -343,19 +355,23 @@ class MotionEncoder(nn.Module):
 class Direction(nn.Module):
     """``dec.direction``: parameter ``weight`` (W, M) spanning the motion directions."""
 
-    def __init__(self, dim_w: int, dim_m: int, *, device=None, dtype=None) -> None:
+    def __init__(self, dim_w: int, dim_m: int, *, device=None, dtype=None, positive: bool = False) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(dim_w, dim_m, device=device, dtype=dtype))
+        self.positive = bool(positive)
 
     def basis(self) -> Tensor:
-        """Q (W, M) of the reduced QR decomposition of ``weight + 1e-8`` (LAPACK Householder, no sign fix).
+        """Q (W, M) of the reduced QR decomposition of ``weight + 1e-8`` (LAPACK Householder; with ``positive``
+        each column is signed so that R's diagonal is positive, otherwise no sign fix, as in FLOAT).
 
         Computed in float32 at least (QR has no half-precision kernels) and cast back to the weight dtype.
         """
         w = self.weight
         calc_dtype = w.dtype if w.dtype in (torch.float32, torch.float64) else torch.float32
         calc_dev = w.device if w.device.type in ("cpu", "cuda", "meta") else torch.device("cpu")
-        q, _ = torch.linalg.qr(w.to(device=calc_dev, dtype=calc_dtype) + 1e-8, mode="reduced")  # (W, M)
+        q, r = torch.linalg.qr(w.to(device=calc_dev, dtype=calc_dtype) + 1e-8, mode="reduced")  # (W, M)
+        if self.positive:
+            q = q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(q.dtype)
         return q.to(device=w.device, dtype=w.dtype)
 
 
@@ -481,7 +497,7 @@ class MotionDecoder(nn.Module):
         super().__init__()
         fk = {"device": device, "dtype": dtype}
         w = cfg.dim_w
-        self.direction = Direction(w, cfg.dim_m, **fk)
+        self.direction = Direction(w, cfg.dim_m, positive=cfg.basis_signs == "positive", **fk)
         self.input = ConstantInput(cfg.channel(4), **fk)
         self.conv1 = StyledConv(cfg.channel(4), cfg.channel(4), 3, w, **fk)
         self.to_rgb1 = ToRGB(cfg.channel(4), upsample=False, **fk)  # unused at inference (kept for the keys)
@@ -646,6 +662,7 @@ class MotionAutoEncoder(nn.Module):
         return_flow: bool = False,
         taps: dict | None = None,
         dtype: torch.dtype | None = None,
+        motion: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Render one image per latent row.
 
@@ -658,6 +675,8 @@ class MotionAutoEncoder(nn.Module):
             dtype: compute precision of the convolutions: None (the model's dtype), ``torch.bfloat16``, or
                 ``torch.float16`` (CUDA only), via autocast; flow fields, grids and warps stay float32.
                 Results are returned in the latent's dtype.
+            motion: (N, W) the motion part of ``latent`` (``latent − h_source``); models with a feature painter
+                (DEMO-native, see :meth:`paint`) need it, FLOAT's auto-encoder ignores it.
 
         Returns:
             image (N, 3, S, S) (no tanh, no clamp), and with ``return_flow`` the grid (N, 64, 64, 2).
@@ -666,8 +685,13 @@ class MotionAutoEncoder(nn.Module):
             raise DemoInputError(f"latent: expected shape (N, {self.cfg.dim_w}), got {tuple(latent.shape)}")
         with _autocast(latent, dtype):
             img, flow = self.dec(latent, feats, taps)
-        img = img.to(latent.dtype)
+        img = self.paint(img.to(latent.dtype), motion)
         return (img, flow) if return_flow else img
+
+    def paint(self, image: Tensor, motion: Tensor | None) -> Tensor:
+        """Post-decoder refinement of rendered frames (N, 3, S, S) given their motion latents (N, W): the
+        identity here (FLOAT has none); DEMO-native models with a feature painter override it."""
+        return image
 
     def compiled_decoder(self) -> nn.Module:
         """``torch.compile`` of the decoder (built on first use; kept outside the module tree)."""
@@ -719,7 +743,8 @@ class MotionAutoEncoder(nn.Module):
             latent = (h_source[:, None, :] + m).reshape(b * tc, w)  # (B·tc, W), portrait-major
             with _autocast(latent, dtype):
                 img, _ = dec(latent, feats)  # (B·tc, 3, S, S)
-            yield img.to(motion.dtype).reshape(b, tc, 3, s, s)  # (B, tc, 3, S, S)
+            img = self.paint(img.to(motion.dtype), m.reshape(b * tc, w))
+            yield img.reshape(b, tc, 3, s, s)  # (B, tc, 3, S, S)
 
     def decode(self, h_source: Tensor, feats: Sequence[Tensor], motion: Tensor, *, chunk_size: int = 8) -> Tensor:
         """Render a motion sequence: frame t of portrait b = render(h_source[b] + motion[b, t], feats[b]).

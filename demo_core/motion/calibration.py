@@ -199,9 +199,10 @@ def calibrate_autoencoder(autoencoder, h_source: Tensor, feats: list[Tensor], so
         **kwargs: options of :func:`calibrate_factors`.
     """
     feats_1 = [f[:1] for f in feats]
+    h = h_source.reshape(-1, h_source.shape[-1])[0]
 
-    def render_fn(latents: Tensor):
-        return autoencoder.render(latents, feats_1, return_flow=True)
+    def render_fn(latents: Tensor):  # motion = latent − h (a feature painter reads its coefficients)
+        return autoencoder.render(latents, feats_1, return_flow=True, motion=latents - h)
 
-    rest = (h_source.reshape(-1, h_source.shape[-1])[0] + source_motion.reshape(-1, source_motion.shape[-1])[0])
+    rest = h + source_motion.reshape(-1, source_motion.shape[-1])[0]
     return calibrate_factors(render_fn, rest, autoencoder.directions().detach(), **kwargs)

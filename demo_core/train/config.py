@@ -124,6 +124,13 @@ class Stage1Config(_Common):
         scales: average-pooling factors of the multi-scale reconstruction loss.
         label_loss: error of the label terms, ``"l1"`` or ``"mse"`` (squared; learns rare events such as blinks).
         weights: loss weights.
+        trainable: parameter-name prefixes of the model that are trained (e.g. ``["motion_autoencoder.painter"]``
+            trains only the feature painter of an ``--init`` model, everything else frozen); empty: all of
+            stage 1's parameters (auto-encoder, factor heads, audio features, InfoNCE heads).
+        detach_render: factors whose coefficients reach the renderer detached: the reconstruction loss trains the
+            decoder (and painter) to render them but neither moves their encoders, which learn from their own
+            label / contrastive terms only, nor back-propagates through the decoder for them (the embedded
+            model's gaze phase trains the gaze encoder alone this way, without paying for a decoder backward).
     """
 
     frames: int = 4
@@ -134,9 +141,17 @@ class Stage1Config(_Common):
     scales: tuple[int, ...] = (1, 2, 4)
     label_loss: str = "l1"
     weights: Stage1Weights = field(default_factory=Stage1Weights)
+    trainable: tuple[str, ...] = ()
+    detach_render: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if isinstance(self.trainable, str):
+            raise DemoInputError(f"stage1.trainable: expected a list of parameter-name prefixes, got {self.trainable!r}")
+        self.trainable = tuple(str(p) for p in self.trainable)
+        if isinstance(self.detach_render, str):
+            raise DemoInputError(f"stage1.detach_render: expected a list of factor names, got {self.detach_render!r}")
+        self.detach_render = tuple(str(f) for f in self.detach_render)
         if isinstance(self.weights, Mapping):
             self.weights = _from_dict(Stage1Weights, self.weights, "stage1.weights")
         self.scales = tuple(int(s) for s in self.scales)
@@ -205,11 +220,38 @@ class TrainConfig:
         )
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    """Read a JSON training config (keys documented in this module)."""
-    path = Path(path)
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: nested dicts merge key by key, anything else (lists too) replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def _read_config_dict(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The JSON dict of ``path`` with its ``extends`` chain resolved (paths relative to the including file)."""
+    if path.resolve() in seen:
+        raise DemoInputError(f"training config {path}: 'extends' loops back to itself ({[str(p) for p in seen]})")
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise DemoInputError(f"training config {path}: cannot be read as JSON ({exc})") from None
-    return TrainConfig.from_dict(data)
+    if not isinstance(data, dict):
+        raise DemoInputError(f"training config {path}: expected a JSON object, got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise DemoInputError(f"training config {path}: 'extends' must be a file name, got {parent!r}")
+    base = _read_config_dict(path.parent / parent, seen + (path.resolve(),))
+    base.pop("comment", None)
+    return _merge(base, data)
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a JSON training config (keys documented in this module).
+
+    A config may start from another: ``"extends": "other.json"`` (relative to this file) takes that file's
+    settings and overrides them with this one's, merging sections key by key (lists are replaced whole).
+    """
+    return TrainConfig.from_dict(_read_config_dict(Path(path)))

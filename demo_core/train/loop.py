@@ -199,6 +199,8 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
         model.fmt.requires_grad_(False)
         model.audio_encoder.audio_projection.requires_grad_(False)
         objective = _seeded(s.seed + 1, lambda: Stage1Objective(model, s)).to(ctx.device)
+        if s.trainable:
+            _restrict_trainable(model, objective, s.trainable, log)
         runner = _Runner("stage1", cfg, out, ctx, model, objective, objective.heads, log)
         start = runner.resume() if resume else 0
         if start == 0 and (init is not None or reinit):
@@ -220,23 +222,51 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
         cleanup_distributed(ctx)
 
 
+def _restrict_trainable(model: DemoModel, objective: nn.Module, prefixes: Sequence[str], log: Log) -> None:
+    """Freeze every parameter of ``model`` (and the objective's InfoNCE heads) not under one of ``prefixes``."""
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+            raise DemoInputError(f"stage1.trainable: {prefix!r} names no parameter of the model "
+                                 f"(e.g. {sorted({n.rsplit('.', 2)[0] for n in names})[:6]})")
+    count = 0
+    for n, p in model.named_parameters():
+        keep = p.requires_grad and any(n == q or n.startswith(q + ".") for q in prefixes)
+        p.requires_grad_(keep)
+        count += p.numel() if keep else 0
+    objective.heads.requires_grad_(False)
+    log(f"training only {list(prefixes)} ({count} parameters); the rest of the model is frozen")
+
+
 def _initialise_stage1(model: DemoModel, init: str | Path | None, reinit: Sequence[str], seed: int, log: Log) -> None:
     """Copy ``init``'s weights into ``model`` in place (the optimiser already holds its parameters), then
-    re-initialise the ``reinit`` factors (seeded)."""
+    re-initialise the ``reinit`` factors (seeded).
+
+    A model without a feature painter may initialise one whose config adds it (the painter keeps its fresh,
+    identity initialisation); the flow scale of a trained stage 2 is copied with the FMT weights, so the
+    result is a complete model when ``init`` was one."""
     from ..models.loader import load_model
 
     if init is not None:
         source, _ = load_model(init, device="cpu")
         if not isinstance(source, DemoModel):
             raise DemoInputError(f"--init {init}: a DEMO-native model is needed, got a {type(source).__name__}")
+        signs = (source.cfg.motion_autoencoder.basis_signs, model.cfg.motion_autoencoder.basis_signs)
+        if signs[0] != signs[1]:
+            raise DemoInputError(f"--init {init}: its motion basis uses the {signs[0]!r} sign convention, the config "
+                                 f"{signs[1]!r}; the same weights would give a different basis (convert the model "
+                                 f"with python -m demo_core.tools.basis_signs, or set motion_autoencoder.basis_signs)")
         state = source.state_dict()
         own = model.state_dict()
-        bad = sorted(k for k in own if k not in state or state[k].shape != own[k].shape)
+        fresh = sorted(k for k in own if k not in state and k.startswith("motion_autoencoder.painter."))
+        bad = sorted(k for k in own if k not in fresh and (k not in state or state[k].shape != own[k].shape))
         if bad or set(state) - set(own):
             raise DemoInputError(f"--init {init}: its architecture differs from the config's model "
                                  f"(first mismatched keys: {(bad or sorted(set(state) - set(own)))[:4]})")
-        model.load_state_dict(state, strict=True)
-        log(f"initialised from {init}")
+        model.load_state_dict({**state, **{k: own[k] for k in fresh}}, strict=True)
+        if source.cfg.flow_scale is not None and model.cfg.flow_subspace:
+            model.set_flow_scale(source.cfg.flow_scale)
+        log(f"initialised from {init}" + (" (the feature painter starts fresh)" if fresh else ""))
     fcme = model.motion_autoencoder.enc.fc
     for i, name in enumerate(reinit):
         with torch.random.fork_rng(devices=[]):

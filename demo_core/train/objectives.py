@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..errors import DemoInputError
 from ..models.demo_model import DemoModel
 from ..models.emotion_encoder import emotion_condition
 from ..motion.factors import split_coefficients
@@ -78,6 +79,13 @@ class Stage1Objective(nn.Module):
         self.register_buffer("axis_index", torch.tensor([a[0] for a in self.axes], dtype=torch.long), persistent=False)
         free = sorted(set(range(self.layout.total)) - {a[0] for a in self.axes})
         self.register_buffer("free_index", torch.tensor(free, dtype=torch.long), persistent=False)
+        unknown = [f for f in cfg.detach_render if f not in self.layout.names]
+        if unknown:
+            raise DemoInputError(f"stage1.detach_render: {unknown} are not factor blocks ({list(self.layout.names)})")
+        detached = torch.zeros(self.layout.total, dtype=torch.bool)
+        for name, sl in self.layout.slices().items():
+            detached[sl] = name in cfg.detach_render
+        self.register_buffer("render_detached", detached, persistent=False)
 
     def _audio_features(self, batch: Stage1Batch, frames: int) -> Tensor:
         rows = []
@@ -111,8 +119,10 @@ class Stage1Objective(nn.Module):
         lam_d = mean_d
         if self.vae and logvar_d is not None:
             lam_d = mean_d + torch.exp(0.5 * logvar_d) * batch.eps.reshape(b * F, -1)
-        latent = h_s.repeat_interleave(F, dim=0) + self.mae.motion_from_coefficients(lam_d)  # (b·F, W)
-        recon = self.mae.render(latent, feats)  # (b·F, 3, S, S), row n uses feats[n // F]
+        lam_r = torch.where(self.render_detached, lam_d.detach(), lam_d) if cfg.detach_render else lam_d
+        motion_d = self.mae.motion_from_coefficients(lam_r)  # (b·F, W)
+        latent = h_s.repeat_interleave(F, dim=0) + motion_d
+        recon = self.mae.render(latent, feats, motion=motion_d)  # (b·F, 3, S, S), row n uses feats[n // F]
         loss, parts = reconstruction_loss(recon, target, scales=cfg.scales, l1_weight=w.recon_l1,
                                           ssim_weight=w.recon_ssim, region=batch.region.flatten(0, 1),
                                           region_weight=w.recon_region)

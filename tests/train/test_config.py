@@ -56,3 +56,40 @@ def test_rgb_from_is_not_a_weight_and_stage2_smoothing_keys():
     assert TrainConfig.from_dict({"stage2": {"smooth": {"gaze": 2}}}).stage2.smooth == {"gaze": 2.0}
     with pytest.raises(DemoInputError, match="smooth"):
         TrainConfig.from_dict({"stage2": {"smooth": {"pose": -1}}})
+
+
+def test_a_config_extends_another_and_the_painter_recipe():
+    base = load_train_config(default_config_path())
+    painter = load_train_config(default_config_path().parent / "demo_synthetic_64_painter.json")
+    gaze = load_train_config(default_config_path().parent / "demo_synthetic_64_gaze.json")
+    assert painter.model.painter.factors == ("lip", "gaze", "blink") and base.model.painter is None
+    assert "motion_autoencoder.painter" in painter.stage1.trainable and painter.stage1.weights.recon_region == 10
+    assert not any(t.startswith("motion_autoencoder.dec.direction") for t in painter.stage1.trainable)
+    assert gaze.stage1.detach_render == ("gaze",) and gaze.stage1.weights.recon_l1 == 0 and gaze.stage1.weights.gaze > 0
+    d, b = painter.to_dict(), base.to_dict()
+    assert d["stage1"]["weights"]["lip"] == b["stage1"]["weights"]["lip"]  # merged key by key
+    assert d["model"]["motion_autoencoder"]["basis_signs"] == "positive" and b["model"]["motion_autoencoder"]["basis_signs"] == "lapack"
+    d["model"].pop("painter")
+    d["model"]["motion_autoencoder"]["basis_signs"] = "lapack"
+    assert d["model"] == b["model"] and d["stage2"] == b["stage2"]
+
+
+def test_extends_merges_nested_keys_and_rejects_loops(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"stage1": {"steps": 5, "scales": [1, 2], "weights": {"lip": 3.0}},
+                                                 "comment": "a"}))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.json").write_text(json.dumps({"extends": "../a.json", "stage1": {"scales": [1],
+                                                          "weights": {"pose": 2.0}}}))
+    cfg = load_train_config(tmp_path / "sub" / "b.json")
+    assert cfg.stage1.steps == 5 and cfg.stage1.scales == (1,)
+    assert cfg.stage1.weights.lip == 3.0 and cfg.stage1.weights.pose == 2.0
+    (tmp_path / "c.json").write_text(json.dumps({"extends": "d.json"}))
+    (tmp_path / "d.json").write_text(json.dumps({"extends": "c.json"}))
+    with pytest.raises(DemoInputError, match="loops"):
+        load_train_config(tmp_path / "c.json")
+    (tmp_path / "e.json").write_text(json.dumps({"extends": "missing.json"}))
+    with pytest.raises(DemoInputError, match="missing.json"):
+        load_train_config(tmp_path / "e.json")
+    (tmp_path / "f.json").write_text("[1, 2]")
+    with pytest.raises(DemoInputError, match="JSON object"):
+        load_train_config(tmp_path / "f.json")

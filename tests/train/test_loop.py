@@ -143,3 +143,47 @@ def test_stage2_trains_on_smoothed_pose(tiny_train_config, tmp_path):
     assert any("smoothed the encoded pose" in m for m in messages)
     assert len(_losses(tmp_path, "stage2")) == 3
 
+
+
+def test_stage1_trains_only_a_new_painter_of_a_complete_model(tiny_train_config, tmp_path):
+    quiet = lambda _m: None  # noqa: E731
+    cfg = tiny_train_config(model__flow_subspace=True, model__canonical_appearance=True, stage1__steps=2,
+                            stage2__steps=2)
+    train_stage1(cfg, tmp_path / "base", log=quiet)
+    base = train_stage2(cfg, tmp_path / "base", log=quiet)  # a complete model: stage 1 + FMT + flow scale
+    painter = {"factors": ["lip", "blink"], "channels": [8, 8, 8], "hidden": 8}
+    cfg_p = tiny_train_config(model__flow_subspace=True, model__canonical_appearance=True, model__painter=painter,
+                              stage1__steps=4, stage1__trainable=["motion_autoencoder.painter"])
+    messages = []
+    tuned = train_stage1(cfg_p, tmp_path / "painted", init=base, log=messages.append)
+    assert any("painter starts fresh" in m for m in messages) and any("training only" in m for m in messages)
+    a, _ = read_tensor_file(base)
+    b, _ = read_tensor_file(tuned)
+    assert set(b) - set(a) and all(k.startswith("motion_autoencoder.painter.") for k in set(b) - set(a))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # everything else frozen, the FMT carried over
+    assert float(b["motion_autoencoder.painter.out.weight"].abs().max()) > 0  # it left its zero init
+    model, _ = load_model(tuned)
+    source, _ = load_model(base)
+    assert model.cfg.painter.factors == ("lip", "blink") and model.cfg.flow_scale == source.cfg.flow_scale
+    bad = tiny_train_config(model__painter=painter, stage1__steps=1, stage1__trainable=["motion_autoencoder.paint"])
+    with pytest.raises(ValueError, match="names no parameter"):
+        train_stage1(bad, tmp_path / "bad", log=quiet)
+
+
+def test_detach_render_keeps_the_reconstruction_out_of_a_factor_encoder(tiny_train_config, tmp_path):
+    only_recon = {k: 0.0 for k in ("lip_nce", "lip", "pose", "gaze_nce", "gaze", "blink", "decorrelation", "kl",
+                                   "coefficient_l2")}
+    cfg = tiny_train_config(model__head_source="image", model__head_channels=[8, 8, 16], stage1__steps=2,
+                            stage1__weights=only_recon, stage1__detach_render=["gaze"])
+    quiet = lambda _m: None  # noqa: E731
+    init = train_stage1(tiny_train_config(model__head_source="image", model__head_channels=[8, 8, 16],
+                                          stage1__steps=1, stage1__lr=1e-12), tmp_path / "init", log=quiet)
+    tuned = train_stage1(cfg, tmp_path / "tuned", init=init, log=quiet)
+    a, _ = read_tensor_file(init)
+    b, _ = read_tensor_file(tuned)
+    gaze = [k for k in a if ".fc.encoders.gaze." in k or ".fc.heads.gaze." in k]
+    lip = [k for k in a if ".fc.encoders.lip." in k and k.endswith("weight")]
+    assert gaze and all(torch.equal(a[k], b[k]) for k in gaze)  # only the reconstruction trains: gaze untouched
+    assert any(not torch.equal(a[k], b[k]) for k in lip)  # the lip encoder learns through the render
+    with pytest.raises(ValueError, match="detach_render"):
+        train_stage1(tiny_train_config(stage1__steps=1, stage1__detach_render=["hair"]), tmp_path / "bad", log=quiet)
