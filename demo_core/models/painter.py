@@ -29,6 +29,8 @@ from ..errors import DemoInputError
 
 __all__ = ["PainterConfig", "FeaturePainter"]
 
+SEEN_COUNT_MAX = 10000.0  # the count of training samples behind the seen range saturates here
+
 
 @dataclass
 class PainterConfig:
@@ -119,7 +121,7 @@ class FeaturePainter(nn.Module):
                     lo, hi = torch.minimum(lo, self.seen_min), torch.maximum(hi, self.seen_max)
                 self.seen_min.copy_(lo)
                 self.seen_max.copy_(hi)
-                self.seen_count.add_(c.shape[0])
+                self.seen_count.add_(c.shape[0]).clamp_(max=SEEN_COUNT_MAX)  # stays finite in float16
             return c
         if float(self.seen_count) > 0:
             c = torch.maximum(torch.minimum(c, self.seen_max.to(c)), self.seen_min.to(c))

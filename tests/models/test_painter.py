@@ -141,3 +141,11 @@ def test_painter_clamps_coefficients_to_the_range_seen_in_training():
         edge = painter(image, torch.tensor([[1.0, -0.5]]))
     assert torch.equal(clamped, edge) and not torch.allclose(clamped, untrained)
     assert painter.seen_min.tolist() == [0.0, -0.5]  # evaluation does not widen the range
+
+
+def test_the_seen_count_saturates_so_a_float16_copy_stays_finite():
+    painter = FeaturePainter(PainterConfig(channels=(4, 4, 4), hidden=4), 2).train()
+    with torch.no_grad():
+        for _ in range(3):
+            painter(torch.zeros(4000, 3, 4, 4), torch.zeros(4000, 2))
+    assert float(painter.seen_count) == 10000.0 and torch.isfinite(painter.seen_count.half())
