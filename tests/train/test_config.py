@@ -71,7 +71,8 @@ def test_a_config_extends_another_and_the_painter_recipe():
     assert d["model"]["motion_autoencoder"]["basis_signs"] == "positive" and b["model"]["motion_autoencoder"]["basis_signs"] == "lapack"
     d["model"].pop("painter")
     d["model"]["motion_autoencoder"]["basis_signs"] = "lapack"
-    assert d["model"] == b["model"] and d["stage2"] == b["stage2"]
+    assert d["model"] == b["model"] and d["stage2"]["steps"] == b["stage2"]["steps"]
+    assert d["stage2"]["smooth"] == {"pose": 1.5} and b["stage2"]["smooth"] == {"pose": 1.0}
 
 
 def test_extends_merges_nested_keys_and_rejects_loops(tmp_path):
