@@ -210,7 +210,7 @@ class DemoConfig:
             flow_subspace=bool(d.get("flow_subspace", False)),
             flow_scale=None if d.get("flow_scale") is None else tuple(d["flow_scale"]),
             canonical_appearance=bool(d.get("canonical_appearance", False)),
-            painter=None if d.get("painter") is None else PainterConfig.from_dict(d["painter"]),
+            painter=d.get("painter"),  # a dict becomes a PainterConfig in __post_init__
         )
 
 

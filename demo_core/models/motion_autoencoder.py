@@ -55,6 +55,7 @@ __all__ = [
     "ToRGB",
     "ToFlow",
     "base_grid",
+    "qr_basis",
 ]
 
 #: FLOAT's channel table (channel multiplier 1): resolution -> channels.
@@ -352,6 +353,18 @@ class MotionEncoder(nn.Module):
 # ----------------------------------------------------------------------------------------------------------
 
 
+def qr_basis(weight: Tensor, *, positive: bool = False) -> tuple[Tensor, Tensor]:
+    """Q (W, M) and diag R (M,) of the reduced QR decomposition of ``weight + 1e-8`` (LAPACK Householder, in
+    ``weight``'s dtype and device).  ``positive``: Q's columns (and the returned diagonal) signed so that R's
+    diagonal is positive; otherwise LAPACK's signs, as in FLOAT."""
+    q, r = torch.linalg.qr(weight + 1e-8, mode="reduced")
+    d = torch.diagonal(r)
+    if positive:
+        s = torch.where(d < 0, -1.0, 1.0).to(q.dtype)
+        q, d = q * s, d * s
+    return q, d
+
+
 class Direction(nn.Module):
     """``dec.direction``: parameter ``weight`` (W, M) spanning the motion directions."""
 
@@ -369,9 +382,7 @@ class Direction(nn.Module):
         w = self.weight
         calc_dtype = w.dtype if w.dtype in (torch.float32, torch.float64) else torch.float32
         calc_dev = w.device if w.device.type in ("cpu", "cuda", "meta") else torch.device("cpu")
-        q, r = torch.linalg.qr(w.to(device=calc_dev, dtype=calc_dtype) + 1e-8, mode="reduced")  # (W, M)
-        if self.positive:
-            q = q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(q.dtype)
+        q, _ = qr_basis(w.to(device=calc_dev, dtype=calc_dtype), positive=self.positive)  # (W, M)
         return q.to(device=w.device, dtype=w.dtype)
 
 

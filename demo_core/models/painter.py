@@ -66,7 +66,7 @@ class PainterConfig:
         unknown = set(d) - known
         if unknown:
             raise DemoInputError(f"painter: unknown keys {sorted(unknown)} (expected {sorted(known)})")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        return cls(**d)  # __post_init__ turns lists into tuples
 
 
 class _FiLMConv(nn.Module):
@@ -113,19 +113,17 @@ class FeaturePainter(nn.Module):
         self.register_buffer("seen_count", torch.zeros((), **fk))
 
     def _bounded(self, c: Tensor) -> Tensor:
-        """In training, widen the seen range by ``c``; otherwise clamp ``c`` to it (once anything was seen)."""
+        """In training, widen the seen range by ``c``; otherwise clamp ``c`` to it (once anything was seen).
+        Tensor-only (no host read of the count), so rendering on a GPU does not synchronise per chunk."""
+        seen = self.seen_count > 0
         if self.training:
             with torch.no_grad():
                 lo, hi = c.detach().amin(dim=0).to(self.seen_min), c.detach().amax(dim=0).to(self.seen_max)
-                if float(self.seen_count) > 0:
-                    lo, hi = torch.minimum(lo, self.seen_min), torch.maximum(hi, self.seen_max)
-                self.seen_min.copy_(lo)
-                self.seen_max.copy_(hi)
+                self.seen_min.copy_(torch.where(seen, torch.minimum(lo, self.seen_min), lo))
+                self.seen_max.copy_(torch.where(seen, torch.maximum(hi, self.seen_max), hi))
                 self.seen_count.add_(c.shape[0]).clamp_(max=SEEN_COUNT_MAX)  # stays finite in float16
             return c
-        if float(self.seen_count) > 0:
-            c = torch.maximum(torch.minimum(c, self.seen_max.to(c)), self.seen_min.to(c))
-        return c
+        return torch.where(seen, torch.maximum(torch.minimum(c, self.seen_max.to(c)), self.seen_min.to(c)), c)
 
     def forward(self, image: Tensor, coefficients: Tensor) -> Tensor:
         """(N, 3, S, S) rendered frames, (N, K) coefficients → (N, 3, S, S) painted frames."""

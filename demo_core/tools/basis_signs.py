@@ -26,10 +26,10 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import DemoInputError
+from ..models.motion_autoencoder import qr_basis
 
 __all__ = ["lapack_basis", "fragile_columns", "positive_sign_weight", "choose_basis", "convert"]
 
@@ -37,9 +37,8 @@ MAX_FRAGILE = 6  # at most 2**6 sign patterns are tried
 
 
 def lapack_basis(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """(Q, diag R) of ``weight + 1e-8`` in float64, no sign fix."""
-    q, r = torch.linalg.qr(weight.detach().double() + 1e-8, mode="reduced")
-    return q, torch.diagonal(r)
+    """(Q, diag R) of ``weight + 1e-8`` in float64, no sign fix (:func:`~demo_core.models.motion_autoencoder.qr_basis`)."""
+    return qr_basis(weight.detach().double())
 
 
 def fragile_columns(weight: Tensor, *, trials: int = 8, relative: float = 1e-4, seed: int = 0) -> list[int]:
@@ -63,8 +62,7 @@ def positive_sign_weight(weight: Tensor, target: Tensor) -> Tensor:
     Raises:
         DemoInputError: if ``target`` does not span the same columns as ``weight``'s basis.
     """
-    q, d = lapack_basis(weight)
-    q_pos = q * torch.where(d < 0, -1.0, 1.0).double()
+    q_pos, _ = qr_basis(weight.detach().double(), positive=True)
     dots = (q_pos * target.double()).sum(0)
     if float(dots.abs().min()) < 0.99:
         raise DemoInputError(f"target basis: its columns are not ± the weight's basis columns (|dot| >= 0.99), "
@@ -115,23 +113,15 @@ def choose_basis(model, clips: list[Tensor], log=print) -> Tensor:
 
 
 def _clips(folder: Path, size: int, count: int, frames: int) -> list[Tensor]:
-    from ..synthetic.dataset import load_clip
+    """The first ``count`` clips of ``folder`` prepared as for training (centre crop, ``size``², the clip's
+    ``.frames.npy`` when present), ``frames`` frames each, (T, 3, S, S) in [-1, 1]."""
+    from ..train.data import ClipStore, _to_model_frames
+    from ..train.video import decode_clip
 
-    if not folder.is_dir():
-        raise DemoInputError(f"--data {folder}: not a folder")
-    stems = sorted({p.name.split(".")[0] for p in folder.iterdir() if p.suffix in (".mp4", ".npy")})
-    if not stems:
-        raise DemoInputError(f"--data {folder}: no clips (.mp4 or .frames.npy) found")
-    out = []
-    for stem in stems[:count]:
-        x = load_clip(folder / stem)["frames"][:frames]  # (T, 3, H, W) in [0, 1]
-        side = min(x.shape[-2:])
-        top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
-        x = x[..., top:top + side, left:left + side]
-        if side != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out.append(x * 2.0 - 1.0)
-    return out
+    videos = ClipStore.list_videos(folder)[:count]
+    if not videos:
+        raise DemoInputError(f"--data {folder}: no clips (videos) found")
+    return [_to_model_frames(decode_clip(v, size=size, crop="center", regions=False).frames[:frames]) for v in videos]
 
 
 def convert(src: str | Path, dst: str | Path, data: str | Path, *, clips: int = 4, frames: int = 32, log=print) -> Path:
@@ -163,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m demo_core.tools.basis_signs", description=__doc__.split("\n\n")[0])
     ap.add_argument("src", help="DEMO-native checkpoint (.safetensors)")
     ap.add_argument("dst", help="output checkpoint (never overwritten)")
-    ap.add_argument("--data", required=True, help="folder of clips (.mp4 or .frames.npy) to measure reconstruction on")
+    ap.add_argument("--data", required=True, help="folder of clips (videos, with their .frames.npy when present) to measure reconstruction on")
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--frames", type=int, default=32)
     args = ap.parse_args(argv)

@@ -38,6 +38,13 @@ def _from_dict(cls, d: Mapping[str, Any], where: str):
     return cls(**d)
 
 
+def _names(value, key: str, what: str) -> tuple[str, ...]:
+    """A list of names as a tuple of str (a bare string is an error, not a list of characters)."""
+    if isinstance(value, str):
+        raise DemoInputError(f"{key}: expected a list of {what}, got {value!r}")
+    return tuple(str(v) for v in value)
+
+
 @dataclass
 class DataConfig:
     """Where the clips are and how they are prepared.
@@ -146,12 +153,8 @@ class Stage1Config(_Common):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.trainable, str):
-            raise DemoInputError(f"stage1.trainable: expected a list of parameter-name prefixes, got {self.trainable!r}")
-        self.trainable = tuple(str(p) for p in self.trainable)
-        if isinstance(self.detach_render, str):
-            raise DemoInputError(f"stage1.detach_render: expected a list of factor names, got {self.detach_render!r}")
-        self.detach_render = tuple(str(f) for f in self.detach_render)
+        self.trainable = _names(self.trainable, "stage1.trainable", "parameter-name prefixes")
+        self.detach_render = _names(self.detach_render, "stage1.detach_render", "factor names")
         if isinstance(self.weights, Mapping):
             self.weights = _from_dict(Stage1Weights, self.weights, "stage1.weights")
         self.scales = tuple(int(s) for s in self.scales)

@@ -224,14 +224,17 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
 
 def _restrict_trainable(model: DemoModel, objective: nn.Module, prefixes: Sequence[str], log: Log) -> None:
     """Freeze every parameter of ``model`` (and the objective's InfoNCE heads) not under one of ``prefixes``."""
+    def under(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
     names = [n for n, _ in model.named_parameters()]
     for prefix in prefixes:
-        if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+        if not any(under(n, prefix) for n in names):
             raise DemoInputError(f"stage1.trainable: {prefix!r} names no parameter of the model "
                                  f"(e.g. {sorted({n.rsplit('.', 2)[0] for n in names})[:6]})")
     count = 0
     for n, p in model.named_parameters():
-        keep = p.requires_grad and any(n == q or n.startswith(q + ".") for q in prefixes)
+        keep = p.requires_grad and any(under(n, q) for q in prefixes)
         p.requires_grad_(keep)
         count += p.numel() if keep else 0
     objective.heads.requires_grad_(False)
