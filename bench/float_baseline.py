@@ -78,7 +78,7 @@ def float_render_frame(mae: MotionAutoEncoder, latent: Tensor, feats: list[Tenso
             out = out + _per_channel_fir(o, to_flow.upsample.kernel, 2, (2, 1))
         o = out
         size = o.shape[-1]
-        grid = base_grid(size, size) + torch.tanh(o[:, 0:2]).permute(0, 2, 3, 1)
+        grid = base_grid(size, size, device=o.device) + torch.tanh(o[:, 0:2]).permute(0, 2, 3, 1)
         mask = torch.sigmoid(o[:, 2:3])
         warped = F.grid_sample(feats[j], grid, mode="bilinear", padding_mode="zeros", align_corners=False) * mask
         h = warped + h * (1 - mask)
@@ -109,9 +109,9 @@ def float_sample_motion(fmt, *, wr: Tensor, wa: Tensor, we: Tensor, steps: int, 
     """FLOAT's windowed Euler sampler with classifier-free guidance (inputs copied ×3, embedding per step)."""
     b, t_total, a_dim = wa.shape
     length, prev = fmt.cfg.num_frames, fmt.cfg.num_prev_frames
-    grid = time_grid(steps)
-    prev_x = torch.zeros(b, prev, fmt.cfg.dim_w)
-    prev_wa = torch.zeros(b, prev, a_dim)
+    grid = time_grid(steps).to(wa.device)
+    prev_x = wa.new_zeros(b, prev, fmt.cfg.dim_w)
+    prev_wa = wa.new_zeros(b, prev, a_dim)
     chunks = []
     for k in range(-(-t_total // length)):
         wa_k = wa[:, k * length : (k + 1) * length]

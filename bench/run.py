@@ -9,6 +9,8 @@ Sections (each in its own process, so that peak memory and allocator settings ar
                 the default allocator and once with glibc told to keep freed memory (``machine.TUNED_MALLOC_ENV``);
 * ``sampler``   seconds of sampling per second of audio (full-size FMT, 3-way guidance, 10 steps) vs FLOAT's;
 * ``e2e``       4 s of audio end to end, full size (skipped with ``--quick``);
+* ``gpu``       on a CUDA device (else reported as skipped): the 512² renderer (ours batched vs FLOAT's frame by
+                frame, fp32 / bf16 / fp16, peak GPU memory) and the full-size sampler vs FLOAT's;
 * ``memory``    peak RSS for 10 s, 60 s and 300 s of audio through the streaming pipeline vs a run that keeps
                 every frame (small model; ``--quick`` stops at 60 s).
 
@@ -31,7 +33,7 @@ sys.path.insert(0, str(HERE))
 
 from machine import TUNED_MALLOC_ENV, load  # noqa: E402
 
-SECTIONS = ["peak", "renderer", "sampler", "e2e", "memory"]
+SECTIONS = ["peak", "renderer", "sampler", "e2e", "memory", "gpu"]
 
 
 def run_section(name: str, *args: str, env: dict | None = None, threads: int = 2) -> dict:
@@ -117,6 +119,32 @@ def fmt_table(res: dict) -> str:
                                     f"after audio encoding: {100 * mem['ours_growth_60_to_300_after_encoding']:+.1f}% "
                                     f"vs {100 * mem['baseline_growth_60_to_300_after_encoding']:+.1f}%"))
         lines.append(f"  memory model: {mem['model']}")
+    if "gpu" in res:
+        g = res["gpu"]
+        if "skipped" in g:
+            lines.append(f"gpu: skipped ({g['skipped']})")
+        else:
+            r, s = g["renderer"], g["sampler"]
+            lines.append(row.format("GPU renderer 512² frames/s (fp32)", f"{r['ours']['frames_per_s']:.1f}",
+                                    f"{r['baseline']['frames_per_s']:.1f}", f"{r['speedup']:.2f}×",
+                                    f"{g['gpu']}, batch {r['batch']}; equal: tol ratio "
+                                    f"{r['equality_vs_baseline']['tolerance_ratio']:.3f}"))
+            for name in ("bf16", "fp16"):
+                lines.append(row.format(f"  {name} frames/s", f"{r[name]['frames_per_s']:.1f}", "",
+                                        f"{r[name]['speedup_vs_fp32']:.2f}×",
+                                        f"vs fp32; mean |diff| {r[name]['mean_abs_diff_vs_fp32']:.3g}"))
+            pk = r["peak_gpu_mib_above_model"]
+            best = pk["ours_batch_" + str(r["batch"])]
+            lines.append(row.format(f"  peak GPU MiB, {r['frames']} frames", f"{best:.0f}",
+                                    f"{pk['baseline']:.0f}", "", f"above the weights; batch 8: {pk['ours_batch_8']:.0f}"))
+            eq = max(v["tolerance_ratio"] for v in s["equality_vs_baseline"].values())
+            lines.append(row.format("GPU sampler s per s of audio", f"{s['ours']['s_per_audio_s']:.4f}",
+                                    f"{s['baseline']['s_per_audio_s']:.4f}", f"{s['ratio']:.2f}×",
+                                    f"{s['audio_s']:g} s audio; equal: tol ratio {eq:.3f}"))
+            for name in ("shared", "batched"):
+                v = s[f"ours_{name}"]["s_per_audio_s"]
+                lines.append(row.format(f"  evaluator {name}", f"{v:.4f}", "",
+                                        f"{v / s['baseline']['s_per_audio_s']:.2f}×", ""))
     return "\n".join(lines)
 
 

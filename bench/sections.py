@@ -68,15 +68,20 @@ def portrait_image(size: int, seed: int = 0) -> torch.Tensor:
 
 def section_renderer(quick: bool) -> dict:
     """Full-size renderer at 512² (random weights) vs FLOAT's frame-by-frame decoder."""
-    cfg = MotionAutoEncoderConfig()
+    mae = _full_renderer()
+    with torch.inference_mode():
+        return _renderer(mae, mae.cfg, quick)
+
+
+def _full_renderer() -> MotionAutoEncoder:
+    """The full-size auto-encoder (S = 512) with seeded random weights and gentle warps."""
     torch.manual_seed(0)
-    mae = MotionAutoEncoder(cfg).eval()
+    mae = MotionAutoEncoder(MotionAutoEncoderConfig()).eval()
     with torch.no_grad():  # gentle warps, as in a trained model (see FLOW_WEIGHT_SCALE)
         for name, p in mae.named_parameters():
             if "to_flows" in name and name.endswith("conv.weight"):
                 p.mul_(FLOW_WEIGHT_SCALE)
-    with torch.inference_mode():
-        return _renderer(mae, cfg, quick)
+    return mae
 
 
 def _renderer(mae: MotionAutoEncoder, cfg: MotionAutoEncoderConfig, quick: bool) -> dict:
@@ -274,9 +279,101 @@ def section_memory_child(mode: str, seconds: float) -> dict:
             "peak_rss_encoding_mb": stages.get("encode_mb"), "peak_rss_after_encoding_mb": stages.get("generate_mb")}
 
 
+def _cuda_timed(fn) -> float:
+    """Wall seconds of one call on the GPU (synchronised before and after)."""
+    torch.cuda.synchronize()
+    return machine.timed(lambda: (fn(), torch.cuda.synchronize()))
+
+
+def section_gpu(quick: bool) -> dict:
+    """On a CUDA device: the full-size renderer (ours batched and streamed vs FLOAT's frame by frame, fp32, bf16,
+    fp16, peak GPU memory) and the full-size sampler (vs FLOAT's); reports ``skipped`` without CUDA."""
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device"}
+    dev = torch.device("cuda")
+    out: dict = {"gpu": torch.cuda.get_device_name(dev), "cuda": torch.version.cuda}
+    mae = _full_renderer().to(dev)
+    with torch.inference_mode():
+        out["renderer"] = _gpu_renderer(mae, mae.cfg, quick, dev)
+        del mae
+        torch.cuda.empty_cache()
+        out["sampler"] = _gpu_sampler(_random_fmt().to(dev), quick, dev)
+    return out
+
+
+def _gpu_renderer(mae: MotionAutoEncoder, cfg: MotionAutoEncoderConfig, quick: bool, dev) -> dict:
+    h, _, feats = mae.encode(portrait_image(cfg.size).to(dev))
+    frames, repeats = (32, 2) if quick else (100, 3)
+    motion = 0.3 * torch.randn(1, frames, cfg.dim_w, generator=torch.Generator().manual_seed(1)).to(dev)
+    out: dict = {"config": f"full size (S=512), random weights, ToFlow weights ×{FLOW_WEIGHT_SCALE}", "frames": frames}
+    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # exact float32 to compare
+    ref = base.float_decode(mae, h, feats, motion[:, :4])
+    fp32 = torch.cat(list(mae.iter_decode(h, feats, motion[:, :4], chunk_size=4)), 1)[0]
+    out["equality_vs_baseline"] = margin(fp32, ref)
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    out["tf32_convolutions"] = tf32[0]  # PyTorch's default, and what the timings below use
+
+    def ours(b, dtype=None):
+        return lambda: [None for _ in mae.iter_decode(h, feats, motion, chunk_size=b, dtype=dtype)]
+
+    sweep = {b: frames / _cuda_timed(ours(b)) for b in (1, 4, 8, 16, 32)}
+    best = max(sweep, key=sweep.get)
+    times = {"ours": [], "baseline": []}
+    for _ in range(repeats):
+        times["ours"].append(_cuda_timed(ours(best)))
+        times["baseline"].append(_cuda_timed(lambda: base.float_decode(mae, h, feats, motion)))
+    fps = {k: frames / machine.median(v) for k, v in times.items()}
+    out.update(frames_per_s_by_batch={str(k): v for k, v in sweep.items()}, batch=best, times_s=times,
+               ours={"frames_per_s": fps["ours"]}, baseline={"frames_per_s": fps["baseline"]},
+               speedup=fps["ours"] / fps["baseline"])
+    for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        low = torch.cat(list(mae.iter_decode(h, feats, motion[:, :4], chunk_size=4, dtype=dtype)), 1)[0].float()
+        t = machine.median([_cuda_timed(ours(best, dtype)) for _ in range(repeats)])
+        out[name] = {"frames_per_s": frames / t, "speedup_vs_fp32": (frames / t) / fps["ours"],
+                     "mean_abs_diff_vs_fp32": float((low - fp32).abs().mean()), "finite": bool(low.isfinite().all())}
+    peaks = {}
+    for name, fn in ((f"ours_batch_{best}", ours(best)), ("ours_batch_8", ours(8)),
+                     ("baseline", lambda: base.float_decode(mae, h, feats, motion))):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        peaks[name] = (torch.cuda.max_memory_allocated() - start) / 2**20
+    out["peak_gpu_mib_above_model"] = peaks
+    return out
+
+
+def _gpu_sampler(fmt: FlowTransformer, quick: bool, dev) -> dict:
+    (seconds, repeats), steps = ((4.0, 2) if quick else (20.0, 3)), 10
+    frames = int(seconds * 25)
+    g = torch.Generator().manual_seed(2)
+    wr, wa = torch.randn(1, 512, generator=g).to(dev), torch.randn(1, frames, 512, generator=g).to(dev)
+    we = torch.softmax(torch.randn(1, 1, 7, generator=g), -1).to(dev)
+    noise = [torch.randn(1, 50, 512, generator=g).to(dev) for _ in range(-(-frames // 50))]
+    runs = {name: (lambda e=evaluator: sample_motion(fmt, wr=wr, wa=wa, we=we, noise=noise,
+                                                      settings=SamplerSettings(steps=steps, evaluator=e)))
+            for name, evaluator in (("ours", "auto"), ("ours_shared", "shared"), ("ours_batched", "batched"))}
+    runs["baseline"] = lambda: base.float_sample_motion(fmt, wr=wr, wa=wa, we=we, steps=steps, a_cfg=2.0, e_cfg=1.0,
+                                                        noise=noise)
+    ref = runs["baseline"]()
+    out: dict = {"config": "full-size FMT (D=1024, depth 8), random weights", "audio_s": seconds, "steps": steps,
+                 "equality_vs_baseline": {k: margin(f(), ref) for k, f in runs.items() if k != "baseline"}}
+    times = {k: [] for k in runs}
+    for _ in range(repeats):
+        for k, f in runs.items():
+            times[k].append(_cuda_timed(f))
+    for k in times:
+        out[k] = {"s_per_audio_s": machine.median(times[k]) / seconds}
+    out["ratio"] = out["ours"]["s_per_audio_s"] / out["baseline"]["s_per_audio_s"]
+    out["times_s"] = times
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("section", choices=["peak", "renderer", "sampler", "e2e", "memory_child"])
+    p.add_argument("section", choices=["peak", "renderer", "sampler", "e2e", "gpu", "memory_child"])
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=2)
@@ -290,7 +387,8 @@ def main(argv=None) -> int:
     elif a.section == "memory_child":
         res = section_memory_child(a.mode, a.seconds)
     else:
-        res = {"renderer": section_renderer, "sampler": section_sampler, "e2e": section_e2e}[a.section](a.quick)
+        res = {"renderer": section_renderer, "sampler": section_sampler, "e2e": section_e2e,
+               "gpu": section_gpu}[a.section](a.quick)
     res["machine"] = machine.machine_info()
     Path(a.out).write_text(json.dumps(res, indent=1))
     return 0

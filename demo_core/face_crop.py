@@ -9,6 +9,7 @@ Images use the host layout ``(B, H, W, 3)`` float in 0..1.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -18,6 +19,8 @@ import torch
 
 from demo_core.errors import DemoInputError
 from demo_core.io.media import resize_images
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CropBox", "detect_face", "face_crop_box", "crop_image", "paste_back"]
 
@@ -110,10 +113,29 @@ def _image_batch(image: torch.Tensor, name: str) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=1)
 def _haar_cascade():
-    import cv2
+    """OpenCV's frontal-face cascade, or None (logged once) where OpenCV is missing or unusable.
 
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    return None if cascade.empty() else cascade
+    Python environments that host ComfyUI often hold two OpenCV distributions at once (opencv-python beside
+    opencv-python-headless or -contrib); one's files then shadow the other's and ``cv2`` imports without its
+    classes.  Face detection is a convenience (``auto`` falls back to the centre crop), so such an install
+    degrades to that fallback instead of failing the run."""
+    try:
+        import cv2
+
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    except ImportError:
+        log.info("face detection off: OpenCV (cv2) is not installed; 'auto' framing uses the centre crop")
+        return None
+    except Exception as err:  # noqa: BLE001 - AttributeError, cv2.error, ...: any broken install
+        log.warning("face detection off: OpenCV is installed but unusable (%s: %s) - often two opencv packages "
+                    "in one environment; reinstall opencv-python-headless alone. 'auto' framing uses the centre "
+                    "crop", type(err).__name__, err)
+        return None
+    if cascade.empty():
+        log.warning("face detection off: OpenCV's haarcascade_frontalface_default.xml did not load; "
+                    "'auto' framing uses the centre crop")
+        return None
+    return cascade
 
 
 def detect_face(image: torch.Tensor | np.ndarray) -> tuple[int, int, int, int] | None:
@@ -125,16 +147,13 @@ def detect_face(image: torch.Tensor | np.ndarray) -> tuple[int, int, int, int] |
         image: Shape ``(H, W, 3)`` (or ``(1, H, W, 3)``), float in 0..1.
 
     Returns:
-        ``(x, y, w, h)`` in source pixels, or ``None`` if no face is found or OpenCV is not installed.
+        ``(x, y, w, h)`` in source pixels, or ``None`` if no face is found or OpenCV is missing or unusable.
     """
     image = _single_image(image)
-    try:
-        import cv2
-    except ImportError:
-        return None
     cascade = _haar_cascade()
     if cascade is None:
         return None
+    import cv2  # usable: the cascade loaded
     H, W = image.shape[:2]
     scale = min(1.0, _DETECT_MAX_SIDE / max(H, W))
     small = image.detach().float()  # (H, W, 3)

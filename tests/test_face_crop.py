@@ -65,6 +65,29 @@ def test_no_face_falls_back_to_center():
     assert (box.x0, box.y0, box.size) == (40.0, 0.0, 120.0)
 
 
+@pytest.mark.parametrize("broken", ["missing", "no_classes"])
+def test_a_missing_or_broken_opencv_falls_back_to_center(monkeypatch, caplog, broken):
+    """No cv2, or a cv2 that imports without its classes (two opencv packages in one ComfyUI environment):
+    'auto' framing uses the centre crop and says why, instead of failing the run."""
+    import sys
+    import types
+
+    from demo_core import face_crop
+
+    monkeypatch.setitem(sys.modules, "cv2", None if broken == "missing" else types.ModuleType("cv2"))
+    face_crop._haar_cascade.cache_clear()
+    try:
+        with caplog.at_level("INFO", logger="demo_core.face_crop"):
+            image = torch.rand(90, 90, 3)
+            assert detect_face(image) is None
+            box, source = face_crop_box(image)
+        assert source == "center" and (box.x0, box.y0, box.size) == (0.0, 0.0, 90.0)
+        assert "face detection off" in caplog.text
+        assert ("not installed" in caplog.text) == (broken == "missing")
+    finally:
+        face_crop._haar_cascade.cache_clear()  # the real cascade again for the other tests
+
+
 def test_center_and_user_box_modes():
     image = torch.zeros(100, 60, 3)
     box, source = face_crop_box(image, mode="center")

@@ -158,3 +158,28 @@ def test_prepared_audio_with_its_source_length_gives_the_same_condition(tiny_dem
     for bad in ((0, 16000), (100,), (1.5, 16000), "x"):
         with pytest.raises(DemoInputError, match="source"):
             encode_audio(tiny_demo, mono, 16000, source=bad)
+
+
+def test_a_bfloat16_model_renders_and_float16_is_refused_on_the_cpu(tmp_path):
+    """Half-precision weights (the loader node's and the CLI's dtype choice) render under autocast: layers in
+    bfloat16, flow grids and warps in float32, the feature painter included; the frames stay close to the
+    float32 model's.  float16 has no CPU convolutions: refused when loading, before any work is done."""
+    from demo_core.cli import DEFAULT_CHECKPOINT
+    from demo_core.models.loader import load_model
+
+    full, _ = load_model(DEFAULT_CHECKPOINT)
+    half, _ = load_model(DEFAULT_CHECKPOINT, dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16
+    image = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(0))
+    p_full, p_half = (encode_portrait(m, image, crop="none") for m in (full, half))
+    audio = encode_audio(full, _speech(0.6), 16000, emotion="neutral")
+    motion = sample_motion(full, p_full, audio, GenerationSettings(steps=2, seed=1))  # float32
+    ref = torch.cat(list(iter_frames(full, p_full, motion, batch=8)), dim=1)
+    for m in (motion, motion.to(torch.bfloat16)):  # float32 motion (another model's) or the half model's own
+        out = torch.cat(list(iter_frames(half, p_half, m, batch=8)), dim=1)
+        assert out.dtype == m.dtype and out.shape == ref.shape
+        assert float((out.float() - ref).abs().mean()) < 0.03
+    out = generate_video(half, image, _speech(0.6), 16000, tmp_path / "half.mp4", GenerationSettings(steps=2))
+    assert out.exists()
+    with pytest.raises(DemoInputError, match="float16 needs a GPU"):
+        load_model(DEFAULT_CHECKPOINT, dtype=torch.float16)

@@ -4,9 +4,10 @@ A clip of ``T`` frames is generated in windows of ``L = fmt.cfg.num_frames`` fra
 noise ``x0`` (B, L, W) from t = 0 to t = 1 with classifier-free guidance; its prefix is the last ``P`` frames
 of window ``k − 1``'s sample and audio (zeros for the first window).  Audio of a short last window is
 right-padded by repeating its last frame.  The condition embedding of a window is computed once and reused
-by every solver step (it does not depend on t).  For a :class:`FlowTransformer` the guided velocity is
-evaluated by :class:`~demo_core.flow.guided_transformer.GuidedFlowTransformer`, which shares the work of the
-three guidance groups and skips the prefix rows the generated frames do not depend on.
+by every solver step (it does not depend on t).  For a :class:`FlowTransformer` on the CPU the guided velocity
+is evaluated by :class:`~demo_core.flow.guided_transformer.GuidedFlowTransformer`, which shares the work of the
+three guidance groups and skips the prefix rows the generated frames do not depend on; on GPUs the three groups
+run as one batch (fewer kernel launches; ``SamplerSettings.evaluator``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class SamplerSettings:
         a_cfg: audio guidance scale.
         e_cfg: emotion guidance scale.
         r_cfg: reference guidance scale (only switches guidance on, as in FLOAT).
+        evaluator: how the guided velocity is computed (same maths, results equal to float rounding):
+            ``"shared"`` (:class:`GuidedFlowTransformer`: the work common to the guidance groups done once,
+            fewest FLOPs), ``"batched"`` (:class:`ClassifierFreeGuidance`: the groups as one batch, fewest kernel
+            launches) or ``"auto"``: shared on the CPU, where FLOPs cost; batched on GPUs, where this small
+            transformer is bound by kernel launches (bench/run.py's gpu section measures both).
     """
 
     steps: int = 10
@@ -46,6 +52,7 @@ class SamplerSettings:
     a_cfg: float = 2.0
     e_cfg: float = 1.0
     r_cfg: float = 1.0
+    evaluator: str = "auto"
 
 
 def _check_settings(settings: SamplerSettings) -> None:
@@ -60,6 +67,18 @@ def _check_settings(settings: SamplerSettings) -> None:
         value = getattr(settings, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise DemoInputError(f"settings.{name} must be a finite number; got {value!r}")
+    if settings.evaluator not in EVALUATORS:
+        raise DemoInputError(f"settings.evaluator must be one of {EVALUATORS}; got {settings.evaluator!r}")
+
+
+EVALUATORS = ("auto", "shared", "batched")
+
+
+def _shared_evaluator(fmt, settings: SamplerSettings, device: torch.device) -> bool:
+    """Whether the guided velocity runs through :class:`GuidedFlowTransformer` (see ``SamplerSettings.evaluator``)."""
+    if not supports_guided_transformer(fmt) or settings.evaluator == "batched":
+        return False
+    return settings.evaluator == "shared" or device.type == "cpu"
 
 
 def _check_inputs(fmt, wr: Tensor, wa: Tensor, we: Tensor) -> Tensor:
@@ -189,7 +208,7 @@ def _windows(fmt, wr, wa, we, settings, generator, noise, callback, record, step
     B, T, A = wa.shape
     L, P, W = cfg.num_frames, cfg.num_prev_frames, cfg.dim_w
     grid = time_grid(settings.steps, device=wa.device)  # (steps + 1,)
-    if supports_guided_transformer(fmt):
+    if _shared_evaluator(fmt, settings, wa.device):
         guided = GuidedFlowTransformer(fmt, settings.a_cfg, settings.e_cfg, settings.r_cfg)
         solver = ODESolver(guided)
     else:

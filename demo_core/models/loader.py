@@ -234,7 +234,13 @@ def load_model(
 
     Raises:
         CheckpointError: unreadable files, missing or wrong-shaped tensors (message names the file).
+        DemoInputError: an unsupported dtype, or float16 on the CPU.
     """
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise DemoInputError(f"dtype: expected torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
+    if dtype == torch.float16 and torch.device(device).type == "cpu":
+        raise DemoInputError("dtype: float16 needs a GPU (the CPU has no float16 convolutions); on the CPU use "
+                             "bfloat16 or float32")
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [Path(p) for p in paths]

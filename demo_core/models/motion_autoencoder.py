@@ -583,15 +583,21 @@ class MotionDecoder(nn.Module):
         return rgb.contiguous(), flow
 
 
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
 def _autocast(x: Tensor, dtype: torch.dtype | None):
-    """Autocast context for a lower compute precision (a null context for None or x's own dtype).
+    """Autocast context for a half compute precision (a null context for None or a full precision).
+
+    Half-precision weights run under autocast too: it keeps grid_sample and the flow fields in float32 (a
+    bfloat16 grid is off by up to 2 px at 512²) and casts every layer's input to the weights' dtype.
 
     Raises:
         DemoInputError: for float16 on a CPU or a dtype that is not a floating-point type.
     """
-    if dtype is None or dtype == x.dtype:
+    if dtype is None or (dtype == x.dtype and dtype not in HALF_DTYPES):
         return contextlib.nullcontext()
-    if dtype not in (torch.bfloat16, torch.float16):
+    if dtype not in HALF_DTYPES:
         raise DemoInputError(f"dtype: expected None, torch.bfloat16 or torch.float16, got {dtype}")
     if dtype == torch.float16 and x.device.type == "cpu":
         raise DemoInputError("dtype: float16 rendering needs a GPU; use torch.bfloat16 on the CPU")
@@ -684,7 +690,8 @@ class MotionAutoEncoder(nn.Module):
             return_flow: also return the sampling grid of the 64×64 level.
             taps: optional dict of intermediate tensors (see :meth:`MotionDecoder.forward`).
             dtype: compute precision of the convolutions: None (the model's dtype), ``torch.bfloat16``, or
-                ``torch.float16`` (CUDA only), via autocast; flow fields, grids and warps stay float32.
+                ``torch.float16`` (CUDA only), via autocast (half-precision weights too); flow fields, grids and
+                warps stay float32.
                 Results are returned in the latent's dtype.
             motion: (N, W) the motion part of ``latent`` (``latent − h_source``); models with a feature painter
                 (DEMO-native, see :meth:`paint`) need it, FLOAT's auto-encoder ignores it.
@@ -694,10 +701,16 @@ class MotionAutoEncoder(nn.Module):
         """
         if latent.ndim != 2 or latent.shape[1] != self.cfg.dim_w:
             raise DemoInputError(f"latent: expected shape (N, {self.cfg.dim_w}), got {tuple(latent.shape)}")
-        with _autocast(latent, dtype):
+        with _autocast(latent, self._compute_dtype(dtype)):
             img, flow = self.dec(latent, feats, taps)
-        img = self.paint(img.to(latent.dtype), motion)
+            img = self.paint(img, motion)
+        img = img.to(latent.dtype)
         return (img, flow) if return_flow else img
+
+    def _compute_dtype(self, dtype: torch.dtype | None) -> torch.dtype | None:
+        """The decoder's compute precision: ``dtype`` if given, else the weights' own when they are half."""
+        weights = self.dec.input.input.dtype
+        return weights if dtype is None and weights in HALF_DTYPES else dtype
 
     def paint(self, image: Tensor, motion: Tensor | None) -> Tensor:
         """Post-decoder refinement of rendered frames (N, 3, S, S) given their motion latents (N, W): the
@@ -743,6 +756,7 @@ class MotionAutoEncoder(nn.Module):
             )
         if int(chunk_size) < 1:
             raise DemoInputError(f"chunk_size: expected >= 1, got {chunk_size}")
+        dtype = self._compute_dtype(dtype)
         _autocast(motion, dtype)  # validates dtype before the first chunk
         b, t, w = motion.shape
         s = self.cfg.size
@@ -754,8 +768,8 @@ class MotionAutoEncoder(nn.Module):
             latent = (h_source[:, None, :] + m).reshape(b * tc, w)  # (B·tc, W), portrait-major
             with _autocast(latent, dtype):
                 img, _ = dec(latent, feats)  # (B·tc, 3, S, S)
-            img = self.paint(img.to(motion.dtype), m.reshape(b * tc, w))
-            yield img.reshape(b, tc, 3, s, s)  # (B, tc, 3, S, S)
+                img = self.paint(img, m.reshape(b * tc, w))
+            yield img.to(motion.dtype).reshape(b, tc, 3, s, s)  # (B, tc, 3, S, S)
 
     def decode(self, h_source: Tensor, feats: Sequence[Tensor], motion: Tensor, *, chunk_size: int = 8) -> Tensor:
         """Render a motion sequence: frame t of portrait b = render(h_source[b] + motion[b, t], feats[b]).

@@ -29,10 +29,13 @@ def conds(sampler_ref) -> dict:
     return {"wr": sampler_ref["r_s"], "wa": sampler_ref["wa"], "we": sampler_ref["we"]}
 
 
-def test_whole_sampler_fixture(tiny_fmt, sampler_ref, conds, tiny_cfg):
+@pytest.mark.parametrize("evaluator", ["auto", "shared", "batched"])
+def test_whole_sampler_fixture(tiny_fmt, sampler_ref, conds, tiny_cfg, evaluator):
+    """FLOAT's sampler fixture, whichever way the guided velocity is evaluated (CPU auto = shared)."""
     s = tiny_cfg["sampler"]
     settings = SamplerSettings(
-        steps=s["nfe"] - 1, method=s["ode_method"], a_cfg=s["a_cfg_scale"], e_cfg=s["e_cfg_scale"], r_cfg=s["r_cfg_scale"]
+        steps=s["nfe"] - 1, method=s["ode_method"], a_cfg=s["a_cfg_scale"], e_cfg=s["e_cfg_scale"], r_cfg=s["r_cfg_scale"],
+        evaluator=evaluator,
     )
     noise = [sampler_ref[f"chunk{k}.x0"] for k in range(s["num_chunks"])]
     record: dict = {}
@@ -109,6 +112,7 @@ def test_step_hook_receives_window_index(tiny_fmt, conds):
         ({"settings": SamplerSettings(steps=0)}, "settings.steps"),
         ({"settings": SamplerSettings(method="heun")}, "settings.method"),
         ({"settings": SamplerSettings(a_cfg=float("nan"))}, "settings.a_cfg"),
+        ({"settings": SamplerSettings(evaluator="fast")}, "settings.evaluator"),
         ({"wa": torch.zeros(2, 75)}, "wa must"),
         ({"wr": torch.zeros(3, 512)}, "wr must"),
         ({"we": torch.zeros(2, 1, 5)}, "we must"),

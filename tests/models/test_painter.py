@@ -70,9 +70,9 @@ def test_painter_reads_only_its_factors():
             out = mae.paint(image, mae.motion_from_coefficients(other))
             changed = float((out - base).abs().max())
             if moves:
-                assert changed > 1e-3, name
-            else:
-                assert changed < 1e-5, name  # the painter's coefficients are a projection onto its blocks
+                assert changed > 0.5, name  # (about 5 with this scrambled painter)
+            else:  # the painter's coefficients are a projection onto its blocks: float rounding alone (8e-6
+                assert changed < 1e-3, name  # here; more on machines whose BLAS orders the sums differently)
 
 
 def test_render_and_decode_agree_and_render_needs_the_motion():
