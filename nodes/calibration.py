@@ -12,7 +12,8 @@ import logging
 
 from demo_core.motion.factor_sidecar import FactorCalibration
 from demo_core.motion.factor_space import FactorSpace
-from demo_core.pipeline import calibrate_model, model_factor_calibration, model_factor_space, track_factor_space
+from demo_core.pipeline import (calibrate_model, model_factor_calibration, model_factor_space, track_factor_space,
+                                with_track_render_knots)
 
 from .errors import node_errors
 from .loaders import checkpoint_of
@@ -24,12 +25,12 @@ log = logging.getLogger("comfyui-demo")
 
 
 def factor_space(model=None, motion=None) -> FactorSpace | None:
-    """The model's factor space when a model is given and has one (DEMO layout or calibration sidecar), else the
-    one ``motion`` carries, else None."""
+    """The model's factor space when a model is given and has one (DEMO layout or calibration sidecar; with the
+    render knots ``motion`` carries from its portrait), else the one ``motion`` carries, else None."""
     if model is not None:
         space = model_factor_space(model, model_factor_calibration(model, checkpoint_of(model)))
         if space is not None:
-            return space
+            return with_track_render_knots(space, motion)
     return None if motion is None else track_factor_space(motion)
 
 

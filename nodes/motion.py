@@ -8,6 +8,7 @@ from demo_core.pipeline import (
     GenerationSettings,
     attach_factor_space,
     motion_from_frames,
+    portrait_factor_space,
     sample_motion_track,
     sample_motion_track_conditioned,
 )
@@ -72,13 +73,16 @@ class DemoSampleMotion:
     CATEGORY = f"{CATEGORY_ROOT}/motion"
     DESCRIPTION = ("Generates head, lip and eye motion for the speech, 2-second window by window, and retimes it "
                    "to the output frame rate. Connected pose/gaze/blink tracks are followed exactly while the other "
-                   "factors are generated to match. Cancel stops it between steps. The node shows the motion curves.")
+                   "factors are generated to match. For DEMO models it also measures how this portrait renders "
+                   "yaw, pitch and roll, so that edits in degrees downstream render as degrees. Cancel stops it "
+                   "between steps. The node shows the motion curves.")
 
     @node_errors
     def sample(self, model, portrait, audio_cond, steps, solver, a_cfg, e_cfg, seed, fps, pose_track=None,
                gaze_track=None, blink_track=None, track_length="pingpong", unique_id=None):
         settings = GenerationSettings(steps=steps, method=solver, a_cfg=a_cfg, e_cfg=e_cfg, seed=seed, fps=fps)
-        callback, space = comfy_host.progress_callback(unique_id), factor_space(model)
+        callback = comfy_host.progress_callback(unique_id)
+        space = portrait_factor_space(model, portrait, factor_space(model))  # degrees render as degrees on it
         tracks = {name: track for name, track in (("pose", pose_track), ("gaze", gaze_track), ("blink", blink_track))
                   if track is not None}
         if tracks:

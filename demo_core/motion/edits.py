@@ -169,19 +169,22 @@ def offset_axis(latents: Tensor, space: FactorSpace, factor: str, axis: str, del
         delta: a number, (T,) or (B, T), in the axis unit.
 
     Returns:
-        New latents; only coordinate ``axis`` moves, by ``delta / scale``.
+        New latents; only coordinate ``axis`` moves: by ``delta / scale``, or, where the model's decoder renders
+        the axis with another gain (render knots), so that the rendered value moves by ``delta``.
     """
     check_trajectory(latents, space)
-    _, scale, _ = space.coordinate_index(factor, axis)
-    return _axis_delta(latents, space, factor, axis, _per_frame(delta, latents, "delta") / scale)
+    i, _, _ = space.coordinate_index(factor, axis)
+    current = space.factor_coordinates(latents, factor)[..., i : i + 1]  # (B, T, 1)
+    value = space.to_value(factor, axis, current) + _per_frame(delta, latents, "delta")
+    return _axis_delta(latents, space, factor, axis, space.to_coordinate(factor, axis, value) - current)
 
 
 def set_axis(latents: Tensor, space: FactorSpace, factor: str, axis: str, value) -> Tensor:
-    """Set an axis to ``value`` in its unit (a number, (T,) or (B, T)); other coordinates are kept."""
+    """Set an axis to ``value`` in its unit (a number, (T,) or (B, T)) as rendered; other coordinates are kept."""
     check_trajectory(latents, space)
-    i, scale, offset = space.coordinate_index(factor, axis)
+    i, _, _ = space.coordinate_index(factor, axis)
     current = space.factor_coordinates(latents, factor)[..., i : i + 1]  # (B, T, 1)
-    target = (_per_frame(value, latents, "value") - offset) / scale  # (B|1, T|1, 1)
+    target = space.to_coordinate(factor, axis, _per_frame(value, latents, "value"))  # (B|1, T|1, 1)
     return _axis_delta(latents, space, factor, axis, target - current)
 
 

@@ -218,10 +218,23 @@ class FactorSpace:
         target = torch.as_tensor(coordinates, dtype=latents.dtype, device=latents.device)
         return self.shift_factor(latents, factor, target - current)
 
-    def axis_value(self, latents: Tensor, factor: str, axis: str) -> Tensor:
-        """An axis in its unit (``"yaw"`` in degrees, ``"c2"`` raw), shape ``latents.shape[:-1]``."""
+    def to_value(self, factor: str, axis: str, coordinate: Tensor) -> Tensor:
+        """Coordinate → the axis value it renders as, in the axis unit (the block's render knots if it has them,
+        else ``offset + coordinate × scale``; ``"c<i>"`` is the coordinate itself)."""
         i, scale, offset = self.coordinate_index(factor, axis)
-        return offset + self.factor_coordinates(latents, factor)[..., i] * scale
+        block = self.block(factor)
+        return block.rendered_value(axis, coordinate) if axis in block.axes else offset + coordinate * scale
+
+    def to_coordinate(self, factor: str, axis: str, value: Tensor) -> Tensor:
+        """Axis value → the coordinate that renders as it (inverse of :meth:`to_value`)."""
+        i, scale, offset = self.coordinate_index(factor, axis)
+        block = self.block(factor)
+        return block.render_coefficient(axis, value) if axis in block.axes else (value - offset) / scale
+
+    def axis_value(self, latents: Tensor, factor: str, axis: str) -> Tensor:
+        """An axis in its unit (``"yaw"`` in degrees, ``"c2"`` raw) as rendered, shape ``latents.shape[:-1]``."""
+        i, _, _ = self.coordinate_index(factor, axis)
+        return self.to_value(factor, axis, self.factor_coordinates(latents, factor)[..., i])
 
     def as_factor_coordinates(self, x: Tensor, factor: str, name: str = "target") -> Tensor:
         """Read one factor's coordinates from latents, dictionary coefficients or the coordinates themselves.

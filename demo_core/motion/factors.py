@@ -7,6 +7,11 @@ factors live in mutually orthogonal sub-spaces of the latent.
 
 Some coefficients are *semantic axes*: stage 1 supervises them with labels, so that
 ``axis value = axis_offset + coefficient × axis_scale`` in the axis unit (e.g. pose yaw 1.0 ↔ 30°).
+The decoder may render an axis with a different, non-linear gain (the embedded model draws a 20° yaw
+coefficient as 17°): ``axis_render`` then holds per-axis knots ``(rendered value, coefficient)`` measured by
+rendering and re-encoding (:mod:`demo_core.tools.render_axes`), and edits in the axis unit go through
+:meth:`FactorBlock.render_coefficient` / :meth:`FactorBlock.rendered_value`, while :meth:`FactorBlock.axis_value`
+stays the encoder's (label) calibration that reads encoded frames.
 Scales are chosen so that the coefficients stay O(1).  For training, a scale near the label's spread in the
 data is better (the bundled recipe: yaw 5° per unit, mouth opening 0.2 per unit): with the default scales the
 coefficients of the synthetic data spread only ~0.2, the motion was ~5 % of the decoder's latent, and the renders
@@ -23,9 +28,11 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import torch
 from torch import Tensor
 
 from ..errors import DemoInputError
@@ -52,6 +59,10 @@ class FactorBlock:
         axis_units: unit of each axis (same length as ``axes``).
         axis_scale: axis value per unit coefficient (same length as ``axes``).
         axis_offset: axis value at coefficient 0 (empty = all zeros; pose ``scale`` is 1 at rest).
+        axis_render: per axis (empty = none at all), knots ``((value, coefficient), ...)`` of what the decoder
+            renders: the coefficient whose rendered frame the encoder reads as ``value``; values strictly
+            increasing, coefficients strictly monotone like ``value / scale``; an axis with no knots (``()``)
+            renders as it reads.
     """
 
     name: str
@@ -60,6 +71,7 @@ class FactorBlock:
     axis_units: tuple[str, ...] = ()
     axis_scale: tuple[float, ...] = ()
     axis_offset: tuple[float, ...] = ()
+    axis_render: tuple[tuple[tuple[float, float], ...], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", int(self.size))
@@ -67,6 +79,12 @@ class FactorBlock:
             object.__setattr__(self, name, tuple(str(v) for v in getattr(self, name)))
         for name in ("axis_scale", "axis_offset"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        try:
+            render = tuple(tuple((float(v), float(c)) for v, c in knots) for knots in self.axis_render)
+        except (TypeError, ValueError):
+            raise DemoInputError(f"FactorBlock {self.name!r}: axis_render must hold, per axis, a list of "
+                                 f"[value, coefficient] pairs; got {self.axis_render!r}") from None
+        object.__setattr__(self, "axis_render", render)
         if not self.name or self.size < 1:
             raise DemoInputError(f"FactorBlock: expected a name and size >= 1, got {self.name!r}, {self.size}")
         n = len(self.axes)
@@ -81,6 +99,16 @@ class FactorBlock:
             raise DemoInputError(f"FactorBlock {self.name!r}: axis_scale entries must be non-zero")
         if len(set(self.axes)) != n:
             raise DemoInputError(f"FactorBlock {self.name!r}: axis names must be unique, got {self.axes}")
+        if len(self.axis_render) not in (0, n):
+            raise DemoInputError(f"FactorBlock {self.name!r}: axis_render must be empty or have {n} entries")
+        for axis, scale, knots in zip(self.axes, self.axis_scale, self.axis_render):
+            values, coefs = [v for v, _ in knots], [c * (1.0 if scale > 0 else -1.0) for _, c in knots]
+            ok = all(math.isfinite(x) for x in values + coefs) and all(
+                b > a for seq in (values, coefs) for a, b in zip(seq, seq[1:]))
+            if len(knots) == 1 or not ok:
+                raise DemoInputError(f"FactorBlock {self.name!r}: axis_render of {axis!r} needs none or at least two "
+                                     f"finite knots with values increasing and coefficients monotone like "
+                                     f"value / scale; got {list(knots)}")
 
     def axis_index(self, axis: str) -> int:
         """Position of ``axis`` inside the block."""
@@ -102,8 +130,28 @@ class FactorBlock:
         i = self.axis_index(axis)
         return (value - self._offset(i)) / self.axis_scale[i]
 
+    def _render_knots(self, axis: str) -> tuple[int, tuple[tuple[float, float], ...]]:
+        i = self.axis_index(axis)
+        return i, (self.axis_render[i] if self.axis_render else ())
+
+    def render_coefficient(self, axis: str, value: Tensor | float) -> Tensor | float:
+        """Axis value → the coefficient that renders as it: the ``axis_render`` knots (piecewise linear, continued
+        beyond the end knots with the encoder's slope ``1 / scale``), or :meth:`axis_coefficient` without knots."""
+        i, knots = self._render_knots(axis)
+        if not knots:
+            return self.axis_coefficient(axis, value)
+        return _piecewise_linear(value, [v for v, _ in knots], [c for _, c in knots], 1.0 / self.axis_scale[i])
+
+    def rendered_value(self, axis: str, coefficient: Tensor | float) -> Tensor | float:
+        """Coefficient → the axis value its rendered frame shows (inverse of :meth:`render_coefficient`)."""
+        i, knots = self._render_knots(axis)
+        if not knots:
+            return self.axis_value(axis, coefficient)
+        pairs = sorted(knots, key=lambda k: k[1])  # coefficients increasing (a negative scale reverses them)
+        return _piecewise_linear(coefficient, [c for _, c in pairs], [v for v, _ in pairs], self.axis_scale[i])
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "name": self.name,
             "size": self.size,
             "axes": list(self.axes),
@@ -111,6 +159,9 @@ class FactorBlock:
             "axis_scale": list(self.axis_scale),
             "axis_offset": list(self.axis_offset),
         }
+        if self.axis_render:
+            d["axis_render"] = [[list(k) for k in knots] for knots in self.axis_render]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FactorBlock":
@@ -121,7 +172,24 @@ class FactorBlock:
             axis_units=tuple(d.get("axis_units", ())),
             axis_scale=tuple(d.get("axis_scale", ())),
             axis_offset=tuple(d.get("axis_offset", ())),
+            axis_render=tuple(d.get("axis_render", ())),
         )
+
+
+def _piecewise_linear(x: Tensor | float, xs: list[float], ys: list[float], end_slope: float) -> Tensor | float:
+    """Interpolate the knots ``(xs, ys)`` (xs increasing) at ``x``; beyond the end knots continue with
+    ``end_slope``.  A float gives a float; a tensor a tensor of its dtype and device."""
+    t = torch.as_tensor(x, dtype=torch.float64)
+    xk = torch.tensor(xs, dtype=t.dtype, device=t.device)
+    yk = torch.tensor(ys, dtype=t.dtype, device=t.device)
+    j = torch.searchsorted(xk[1:-1].contiguous(), t.contiguous())  # segment index 0 … K−2
+    x0, x1, y0, y1 = xk[j], xk[j + 1], yk[j], yk[j + 1]
+    out = y0 + (t - x0) * (y1 - y0) / (x1 - x0)
+    out = torch.where(t < xk[0], yk[0] + (t - xk[0]) * end_slope, out)
+    out = torch.where(t > xk[-1], yk[-1] + (t - xk[-1]) * end_slope, out)
+    if isinstance(x, Tensor):
+        return out.to(x.dtype) if x.is_floating_point() else out
+    return float(out)
 
 
 @dataclass(frozen=True)

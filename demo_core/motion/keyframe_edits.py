@@ -105,13 +105,11 @@ def apply_keyframes(
             r = rest_coordinates(original[factor], rest)  # (B|1, 1, k)
             coords[factor] = r + curve[None, :, None] * (c - r)
             continue
-        i, scale, offset = space.coordinate_index(factor, axis)
+        i, _, _ = space.coordinate_index(factor, axis)
         mode = kset.tracks[name].mode
-        if mode == "offset":
-            c[..., i] = c[..., i] + curve / scale
-        else:
-            value = apply_keyframe_mode(offset + c[..., i] * scale, curve, mode)  # (B, T) in the axis unit
-            c[..., i] = (value - offset) / scale
+        value = space.to_value(factor, axis, c[..., i])  # (B, T) in the axis unit, as rendered
+        value = value + curve if mode == "offset" else apply_keyframe_mode(value, curve, mode)
+        c[..., i] = space.to_coordinate(factor, axis, value)
     out = latents
     for factor, c in coords.items():
         out = space.shift_factor(out, factor, c - original[factor])

@@ -44,8 +44,10 @@ from .factor_control import (  # noqa: F401
     model_factor_calibration,
     model_factor_space,
     parse_blink_times,
+    portrait_factor_space,
     sample_motion_track_conditioned,
     track_factor_space,
+    with_track_render_knots,
 )
 from .generation import generate_video, iter_frames, iter_motion, retime_motion, sample_motion  # noqa: F401
 from .settings import SOLVER_METHODS, Callback, GenerationSettings, make_generator  # noqa: F401

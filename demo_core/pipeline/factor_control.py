@@ -27,10 +27,12 @@ from ..motion.factor_sidecar import (
     sidecar_path,
 )
 from ..motion.factor_space import FactorSpace
+from ..motion.factors import FactorLayout
 from ..motion.keyframe_edits import apply_keyframes
 from ..motion.keyframes import KeyframeSet, check_value_ranges, parse_keyframes
 from ..motion.length_matching import match_length
 from ..motion.mixing import mix_factors
+from ..motion.render_axes import DEFAULT_RENDER_AXES, parse_axes, portrait_render_layout, without_render_knots
 from ..motion.retime import fps_fraction, resample_trajectory
 from ..motion.track import MotionTrack
 from .encoding import AudioCondition, Portrait
@@ -44,6 +46,8 @@ __all__ = [
     "FactorEdits",
     "model_factor_calibration",
     "model_factor_space",
+    "portrait_factor_space",
+    "with_track_render_knots",
     "track_factor_space",
     "attach_factor_space",
     "parse_blink_times",
@@ -81,6 +85,32 @@ def model_factor_space(model: FloatModel, calibration: FactorCalibration | None 
             q, r = torch.linalg.qr(q)  # re-orthonormalised, column signs kept
             q = q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0)
     return FactorSpace(q, layout) if layout is not None else FactorSpace(q, calibration.layout, calibration.rotation)
+
+
+def portrait_factor_space(model: FloatModel, portrait: Portrait, space: FactorSpace | None) -> FactorSpace | None:
+    """``space`` with render knots of the pose axes measured on ``portrait`` (DEMO-native models with those axes
+    and one portrait: 13 renders per axis at the model's size; :mod:`demo_core.motion.render_axes`), so that an edit
+    in degrees of motion sampled for this portrait renders that many degrees on it; else ``space``."""
+    layout = getattr(model, "layout", None)
+    if space is None or layout is None or portrait.batch != 1 or space.layout.total != layout.total:
+        return space
+    axes = parse_axes(DEFAULT_RENDER_AXES, layout, missing_ok=True)
+    if not axes:
+        return space
+    with torch.inference_mode():
+        measured = portrait_render_layout(model, portrait.h_source, portrait.feats, portrait.source_motion, axes)
+    return FactorSpace(space.dictionary, measured, space.rotation)
+
+
+def with_track_render_knots(space: FactorSpace | None, track: MotionTrack | None) -> FactorSpace | None:
+    """``space`` with the render knots ``track`` carries (measured on its portrait by :func:`portrait_factor_space`)
+    when the track's layout is ``space``'s apart from them; else ``space``."""
+    if space is None or track is None or track.factors is None:
+        return space
+    theirs = FactorLayout.from_dict(track.factors)
+    if theirs == space.layout or without_render_knots(theirs) != without_render_knots(space.layout):
+        return space
+    return FactorSpace(space.dictionary, theirs, space.rotation)
 
 
 def track_factor_space(track: MotionTrack) -> FactorSpace | None:

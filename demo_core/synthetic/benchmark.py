@@ -15,7 +15,9 @@
   frame, fixed seed), mouth opening read by the probe, Pearson r and cross-correlation lag vs the labels;
 * **pose control** — pose.yaw set through the axis to each of ``YAW_TARGETS`` on encoded test frames
   (``yaw_error_*``; the same on generated frames in the details) and by the keyframe JSON ``KEYFRAME_JSON``
-  (15° yaw at 3 s) on generated motion, rendered, re-encoded, read by the axis and by the probe (degrees);
+  (15° yaw at 3 s) on generated motion, rendered, re-encoded, read by the axis and by the probe (degrees); the
+  edits use the render knots measured on the clip's first frame, as the pipeline does for a portrait
+  (:func:`~demo_core.pipeline.portrait_factor_space`);
   pose driven by the next clip's encoded pose (absolute), by conditioned sampling and by ``replace_factor``,
   read by the probe against that clip's labels, with the lip correlation of the conditioned motion;
   ``lip_sync_r_rendered`` / ``lip_sync_r_axis`` read the mouth from re-encoded frames / the lip.open axis;
@@ -58,6 +60,7 @@ from ..motion.edits import replace_factor, set_axis
 from ..motion.factor_sidecar import SCORE_CATEGORIES
 from ..motion.factor_space import FactorSpace
 from ..motion.keyframe_edits import apply_keyframes
+from ..motion.render_axes import portrait_render_layout
 from ..motion.keyframes import evaluate_keyframes, parse_keyframes
 from ..motion.length_matching import match_length
 from ..pipeline import GenerationSettings, encode_audio, encode_portrait, make_generator, sample_motion
@@ -146,6 +149,7 @@ class _Bench:
         self.space = FactorSpace(self.Q, self.layout)
         self.slices = self.layout.slices()
         self.probes: list[LinearProbe] = []
+        self._portrait_spaces: dict[str, FactorSpace] = {}
         self.axis_columns = _axis_columns(self.layout)
 
     def encode(self, images: Tensor) -> tuple[Tensor, Tensor, list]:
@@ -165,6 +169,15 @@ class _Bench:
     def read(self, i: int, lam: Tensor) -> Tensor:
         """Ground-truth parameters (K, 12) read by the probe not fitted on clip ``i``."""
         return self.probes[i % len(self.probes)].predict(lam)
+
+    def portrait_space(self, clip: _Clip) -> FactorSpace:
+        """The factor space with render knots measured on the clip's first frame (as sampling motion for a
+        portrait does, :func:`~demo_core.pipeline.portrait_factor_space`)."""
+        space = self._portrait_spaces.get(clip.name)
+        if space is None:
+            layout = portrait_render_layout(self.model, clip.h, clip.feats, self.mae.motion_from_coefficients(clip.lam[:1]))
+            space = self._portrait_spaces[clip.name] = FactorSpace(self.Q, layout)
+        return space
 
     def yaw_axis(self, lam: Tensor) -> Tensor:
         """Yaw in degrees through the encoder's semantic axis."""
@@ -252,7 +265,7 @@ def _yaw_section(b: _Bench, clips: list[_Clip], motions: list[Tensor], frames: i
         reads_a, reads_p = [], []
         for i, (clip, motion) in enumerate(zip(clips, motions)):
             idx = _frame_subset(motion.shape[0], frames, b.device)
-            lam = b.reencode(clip, set_axis(motion[None, idx], b.space, "pose", "yaw", theta)[0])
+            lam = b.reencode(clip, set_axis(motion[None, idx], b.portrait_space(clip), "pose", "yaw", theta)[0])
             reads_a.append(b.yaw_axis(lam))
             reads_p.append(b.read(i, lam)[:, YAW])
         ra, rp = torch.cat(reads_a), torch.cat(reads_p)
@@ -497,7 +510,7 @@ def _generation_section(b: _Bench, clips: list[_Clip], settings, fps: float, fra
         k += 1
     motion = _generate(b, clips[0], torch.cat(waves), settings)[2]
     T, k3 = motion.shape[1], int(round(KEYFRAME_TIME * fps))
-    edited = apply_keyframes(motion, b.space, KEYFRAME_JSON, fps)
+    edited = apply_keyframes(motion, b.portrait_space(clips[0]), KEYFRAME_JSON, fps)
     curve = evaluate_keyframes(parse_keyframes(KEYFRAME_JSON), T, fps, device=b.device)["pose.yaw"]
     lam = b.reencode(clips[0], edited[0])
     ya, yp = b.yaw_axis(lam), b.read(0, lam)[:, YAW]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from pathlib import Path
 
 import torch
@@ -30,6 +29,7 @@ from torch import Tensor
 
 from ..errors import DemoInputError
 from ..models.motion_autoencoder import qr_basis
+from .common import load_float32, run_tool, save_like, training_clips
 
 __all__ = ["lapack_basis", "fragile_columns", "positive_sign_weight", "choose_basis", "convert"]
 
@@ -112,41 +112,20 @@ def choose_basis(model, clips: list[Tensor], log=print) -> Tensor:
     return best
 
 
-def _clips(folder: Path, size: int, count: int, frames: int) -> list[Tensor]:
-    """The first ``count`` clips of ``folder`` prepared as for training (centre crop, ``size``², the clip's
-    ``.frames.npy`` when present), ``frames`` frames each, (T, 3, S, S) in [-1, 1]."""
-    from ..train.data import ClipStore, _to_model_frames
-    from ..train.video import decode_clip
-
-    videos = ClipStore.list_videos(folder)[:count]
-    if not videos:
-        raise DemoInputError(f"--data {folder}: no clips (videos) found")
-    return [_to_model_frames(decode_clip(v, size=size, crop="center", regions=False).frames[:frames]) for v in videos]
-
-
 def convert(src: str | Path, dst: str | Path, data: str | Path, *, clips: int = 4, frames: int = 32, log=print) -> Path:
     """Write ``src`` with a positive-sign motion basis equal to its best-reconstructing LAPACK basis."""
-    from ..io.checkpoints import read_tensor_file, save_checkpoint
-    from ..models.loader import load_model
-
-    tensors, metadata = read_tensor_file(src)
-    dtype = tensors["motion_autoencoder.dec.direction.weight"].dtype if \
-        "motion_autoencoder.dec.direction.weight" in tensors else torch.float32
-    extra = {k: v for k, v in metadata.items() if k not in ("config", "format", "format_version")}
-    del tensors
-    model, _ = load_model(src, device="cpu", dtype=torch.float32)
+    model, dtype, extra = load_float32(src)
     mae = model.motion_autoencoder
     if mae.cfg.basis_signs == "positive":
         raise DemoInputError(f"{src}: the motion basis already uses the positive sign convention")
-    target = choose_basis(model.eval(), _clips(Path(data), mae.cfg.size, clips, frames), log)
+    target = choose_basis(model, training_clips(Path(data), mae.cfg.size, clips, frames), log)
     with torch.no_grad():
         mae.dec.direction.weight.copy_(positive_sign_weight(mae.dec.direction.weight, target))
     mae.cfg.basis_signs = "positive"
     mae.dec.direction.positive = True
     q = mae.directions().double()
     log(f"positive-sign basis vs the chosen one: max |difference| {float((q - target).abs().max()):.2e}")
-    model = model.to(dtype)
-    return save_checkpoint(dst, model, model.cfg.to_dict(), extra_metadata=extra)
+    return save_like(dst, model, dtype, extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,13 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=4)
     ap.add_argument("--frames", type=int, default=32)
     args = ap.parse_args(argv)
-    try:
-        out = convert(args.src, args.dst, args.data, clips=args.clips, frames=args.frames)
-    except DemoInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
-    return 0
+    return run_tool(lambda: convert(args.src, args.dst, args.data, clips=args.clips, frames=args.frames))
 
 
 if __name__ == "__main__":

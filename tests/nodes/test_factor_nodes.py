@@ -259,6 +259,34 @@ def test_conditioning_on_tracks_of_other_rates_lengths_and_kinds(demo_tiny):
     torch.testing.assert_close(coords(blinks, "blink"), own + coords(offsets, "blink"), atol=1e-4, rtol=0)
 
 
+def test_sampled_motion_carries_its_portraits_render_knots_and_edits_use_them(demo_tiny, monkeypatch):
+    """Demo Sample Motion measures how the portrait renders the pose axes (here replaced by known knots: the
+    measuring itself is tested in tests/motion/test_render_axes.py) and the track carries them; Demo Edit Factors
+    asks for the coefficient that renders the degrees, with or without the model connected."""
+    import demo_core.pipeline.factor_control as fc
+    from demo_core.motion.render_axes import with_render_knots
+
+    knots = ((-20.0, -1.0), (0.0, 0.0), (15.0, 0.8), (20.0, 1.2))  # 15° needs 0.8 units, not the encoder's 0.5
+    seen = []
+
+    def measured(model, h, feats, motion, axes):
+        seen.append((tuple(h.shape), tuple(motion.shape), list(axes)))
+        return with_render_knots(model.cfg.factors, {("pose", "yaw"): knots})
+
+    monkeypatch.setattr(fc, "portrait_render_layout", measured)
+    portrait, cond = encode(demo_tiny, seconds=1.0)
+    track = sample(demo_tiny, portrait, cond)
+    assert seen == [((1, 32), (1, 32), [("pose", "yaw"), ("pose", "pitch"), ("pose", "roll")])]
+    assert FactorLayout.from_dict(track.factors).block("pose").axis_render[0] == knots
+    keys = '{"pose.yaw": {"mode": "absolute", "keys": [[0, 15]]}}'
+    for model in (None, demo_tiny):
+        yaw = coords(edit(track, model=model, keyframes=keys), "pose")[..., 0]
+        torch.testing.assert_close(yaw, torch.full_like(yaw, 0.8), atol=1e-5, rtol=0)
+    plain = track.with_latents(track.latents, factors=demo_tiny.cfg.factors.to_dict())
+    yaw = coords(edit(plain, model=demo_tiny, keyframes=keys), "pose")[..., 0]
+    torch.testing.assert_close(yaw, torch.full_like(yaw, 0.5), atol=1e-5, rtol=0)  # 15° / 30° per unit
+
+
 def test_motion_from_video_drives_the_pose(demo_tiny):
     portrait, cond = encode(demo_tiny, seconds=0.8)
     frames = torch.stack([portrait_image(64, 96, seed=2)[0, :, k:k + 64] for k in range(0, 24, 2)])  # a pan

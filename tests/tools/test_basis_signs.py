@@ -13,7 +13,8 @@ from demo_core.io.checkpoints import read_tensor_file, save_checkpoint
 from demo_core.models.demo_model import DemoConfig, DemoModel
 from demo_core.models.loader import load_model
 from demo_core.models.motion_autoencoder import Direction, MotionAutoEncoderConfig
-from demo_core.tools.basis_signs import (_clips, _reconstruction_error, fragile_columns, lapack_basis, main,
+from demo_core.tools.common import training_clips
+from demo_core.tools.basis_signs import (_reconstruction_error, fragile_columns, lapack_basis, main,
                                          positive_sign_weight)
 from tests.models.demo_tiny import tiny_demo_dict
 from tests.train.clips import write_clip
@@ -84,7 +85,7 @@ def test_the_tool_keeps_the_best_reconstructing_signs_and_nothing_else(tmp_path,
     assert 0 in fragile and len(errors) == 2 ** len(fragile)
     converted, _ = load_model(dst)
     assert converted.cfg.motion_autoencoder.basis_signs == "positive"
-    clips = _clips(tmp_path / "clips", 64, 2, 6)
+    clips = training_clips(tmp_path / "clips", 64, 2, 6)
     assert _reconstruction_error(converted.motion_autoencoder.eval(), clips) == pytest.approx(min(errors.values()),
                                                                                              abs=2e-5)
     a, _ = read_tensor_file(src)
