@@ -126,3 +126,17 @@ def test_the_two_guided_evaluators_agree_on_the_gpu(models):
     assert torch.equal(out["auto"], out["batched"])
     scale = float(out["batched"].abs().max())
     assert float((out["shared"] - out["batched"]).abs().max()) < 1e-2 * scale
+
+
+def test_render_knots_of_a_portrait_on_the_gpu(models, portrait_image):
+    """Measuring how the portrait renders yaw/pitch/roll runs on the GPU and finds the CPU's knots."""
+    from demo_core.pipeline import model_factor_space, portrait_factor_space
+
+    cpu, gpu = models
+    knots = {}
+    for name, model in (("cpu", cpu), ("gpu", gpu)):
+        portrait = encode_portrait(model, portrait_image, crop="auto")
+        space = portrait_factor_space(model, portrait, model_factor_space(model, device=model.device))
+        knots[name] = torch.tensor(space.layout.block("pose").axis_render[0])
+    assert knots["cpu"].shape == knots["gpu"].shape
+    assert float((knots["cpu"] - knots["gpu"]).abs().max()) < 0.2  # degrees and coefficients; TF32 rounding

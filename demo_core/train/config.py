@@ -88,6 +88,7 @@ class Stage1Weights:
     kl: float = 1e-4  # VAE KL (only with model.vae)
     coefficient_l2: float = 0.0  # mean squared coefficient without a label (keeps unsupervised blocks near 0)
     adversarial: float = 0.0  # generator adversarial loss (needs an adversarial hook; off by default)
+    cycle: float = 0.0  # re-encoding consistency of one-factor edits (see Stage1Config.cycle_step)
 
 
 @dataclass
@@ -138,6 +139,12 @@ class Stage1Config(_Common):
             decoder (and painter) to render them but neither moves their encoders, which learn from their own
             label / contrastive terms only, nor back-propagates through the decoder for them (the embedded
             model's gaze phase trains the gaze encoder alone this way, without paying for a decoder backward).
+        cycle_step: size of the edits of the re-encoding consistency term (``weights.cycle``), in batch standard
+            deviations of each coefficient: every rendered frame is rendered again with one factor block (lip,
+            pose, gaze, blink, in turn) moved by ``cycle_step · σ · N(0, 1)``, both renders are encoded, and the
+            change read back must equal the edit: the edited block moves by it, every other block stays (in
+            units of σ, squared).  It trains the renderer to draw an edit of one factor so that the factor
+            encoders read it in that factor only (what the benchmark's leakage and edit-gain figures measure).
     """
 
     frames: int = 4
@@ -150,9 +157,12 @@ class Stage1Config(_Common):
     weights: Stage1Weights = field(default_factory=Stage1Weights)
     trainable: tuple[str, ...] = ()
     detach_render: tuple[str, ...] = ()
+    cycle_step: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.cycle_step > 0:
+            raise DemoInputError(f"stage1.cycle_step must be > 0, got {self.cycle_step}")
         self.trainable = _names(self.trainable, "stage1.trainable", "parameter-name prefixes")
         self.detach_render = _names(self.detach_render, "stage1.detach_render", "factor names")
         if isinstance(self.weights, Mapping):

@@ -166,6 +166,7 @@ class Stage1Batch:
     gaze_view_mask: Tensor  # (b,) bool: sample has no gaze labels → use the second view
     eps: Tensor  # (b, 1 + F, M) VAE noise (source first)
     region: Tensor  # (b, F, 1, S, S) feature-region map of the driving frames in [0, 1] (0 without a sidecar)
+    edit: Tensor | None = None  # (b, F, M) N(0, 1) noise of the re-encoding edits (only with weights.cycle)
 
     def to(self, device) -> "Stage1Batch":
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -197,7 +198,8 @@ def _jitter(frames: Tensor, params: Tensor) -> Tensor:
 
 
 def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: FactorLayout, context: int,
-                       fps: float, sampling_rate: int, jitter: Tensor, eps: Tensor) -> Stage1Batch:
+                       fps: float, sampling_rate: int, jitter: Tensor, eps: Tensor,
+                       edit: Tensor | None = None) -> Stage1Batch:
     """Tensors for the given picks.
 
     Args:
@@ -209,6 +211,7 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
         fps, sampling_rate: model rates.
         jitter: (b, 5) uniform numbers for the gaze second view.
         eps: (b, 1 + F, M) VAE noise.
+        edit: (b, F, M) noise of the re-encoding edits, or None.
     """
     axes = supervised_axes(layout)
     spf = sampling_rate / fps
@@ -239,7 +242,7 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
     view = torch.stack([_jitter(d, p) if g else d for d, p, g in zip(driving, jitter, gaze_mask)])
     return Stage1Batch(source=torch.stack(src), driving=driving, audio=audio, audio_frames=a_frames,
                        audio_offset=a_off, targets=torch.stack(tgt), target_mask=torch.stack(msk), gaze_view=view,
-                       gaze_view_mask=torch.tensor(gaze_mask), eps=eps, region=torch.stack(reg))
+                       gaze_view_mask=torch.tensor(gaze_mask), eps=eps, region=torch.stack(reg), edit=edit)
 
 
 # ---------------------------------------------------------------------------------------------- stage 2

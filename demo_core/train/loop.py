@@ -212,8 +212,10 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
             g = step_generator(s.seed, step)
             picks = sample_stage1_picks(store, s.batch, s.frames, g)
             jitter, eps = torch.rand(s.batch, 5, generator=g), torch.randn(s.batch, s.frames, M, generator=g)
+            edit = torch.randn(s.batch, s.frames, M, generator=g)[lo:hi] if s.weights.cycle > 0 else None
             batch = build_stage1_batch(store, picks[lo:hi], frames=s.frames, layout=m.factors, context=context,
-                                       fps=m.fps, sampling_rate=m.sampling_rate, jitter=jitter[lo:hi], eps=eps[lo:hi])
+                                       fps=m.fps, sampling_rate=m.sampling_rate, jitter=jitter[lo:hi], eps=eps[lo:hi],
+                                       edit=edit)
             return batch.to(ctx.device)
 
         done = runner.run(start, make_batch, stop_after)

@@ -36,6 +36,10 @@ __all__ = ["Stage1Objective", "Stage2Objective"]
 AdversarialHook = Callable[[Tensor, Tensor], Tensor]
 
 
+CYCLE_SIGMA_FLOOR = 0.2  # coefficient spread floor of the re-encoding edits (a collapsed coefficient is not edited
+# by a vanishing step whose read-back error would be divided by it)
+
+
 def _standardize(x: Tensor, floor: float = 0.1) -> Tensor:
     """Rows of one group centred and scaled to unit RMS: the InfoNCE heads see the frame-to-frame variation
     at O(1) scale whatever the size of the coefficients.
@@ -109,6 +113,23 @@ class Stage1Objective(nn.Module):
             keys = keys.clone()
             keys[use_view] = g_v
         return keys
+
+    def _cycle(self, recon: Tensor, lam: Tensor, h: Tensor, feats: list[Tensor], noise: Tensor) -> Tensor:
+        """Re-encoding consistency (see ``Stage1Config.cycle_step``): frames ``recon`` (n, 3, S, S) rendered from
+        coefficients ``lam`` (n, M) on appearances ``h`` (n, W); row r edits block ``r mod 4`` of lip, pose,
+        gaze, blink by ``cycle_step · σ · noise``."""
+        n, m = lam.shape
+        lam = lam.detach()
+        sigma = lam.std(dim=0).clamp_min(CYCLE_SIGMA_FLOOR)  # (M,)
+        mask = torch.zeros(n, m, dtype=lam.dtype, device=lam.device)
+        edited_blocks = [sl for name, sl in self.layout.slices().items() if name != "residual"]
+        for r in range(n):
+            mask[r, edited_blocks[r % len(edited_blocks)]] = 1.0
+        delta = self.cfg.cycle_step * sigma * noise.to(lam) * mask  # (n, M)
+        motion = self.mae.motion_from_coefficients(lam + delta)
+        edited = self.mae.render(h + motion, feats, motion=motion)  # (n, 3, S, S)
+        read, _ = self.mae.coefficients_posterior(torch.cat([recon, edited]).clamp(-1.0, 1.0))  # (2n, M)
+        return (((read[n:] - read[:n] - delta) / sigma) ** 2).mean()
 
     def forward(self, batch: Stage1Batch) -> tuple[Tensor, dict[str, Tensor]]:
         cfg, w = self.cfg, self.cfg.weights
@@ -189,6 +210,11 @@ class Stage1Objective(nn.Module):
             kl = gaussian_kl_loss(mean_d, logvar_d)
             loss = loss + w.kl * kl
         metrics["kl"] = kl.detach()
+        cycle = zero
+        if w.cycle > 0 and batch.edit is not None:
+            cycle = self._cycle(recon, lam_r, h_s.repeat_interleave(F, dim=0), feats, batch.edit.flatten(0, 1))
+            loss = loss + w.cycle * cycle
+        metrics["cycle"] = cycle.detach()
         if self.adversarial is not None and w.adversarial > 0:
             adv = self.adversarial(recon, target)
             loss = loss + w.adversarial * adv

@@ -92,8 +92,7 @@ def test_coefficient_l2_is_logged_and_pulls_the_coefficients_in(tiny_train_confi
     cfg = tiny_train_config(stage1__steps=8)
     cfg.stage1.weights.coefficient_l2 = 50.0
     train_stage1(cfg, tmp_path, log=lambda _m: None)
-    rows = [json.loads(line) for line in (tmp_path / "stage1" / "metrics.jsonl").read_text().splitlines()]
-    c = [r["coefficient_l2"] for r in rows]
+    c = _logged(tmp_path, "coefficient_l2")
     assert c[0] > 0 and c[-1] < 0.5 * c[0], c
 
 
@@ -187,3 +186,66 @@ def test_detach_render_keeps_the_reconstruction_out_of_a_factor_encoder(tiny_tra
     assert any(not torch.equal(a[k], b[k]) for k in lip)  # the lip encoder learns through the render
     with pytest.raises(ValueError, match="detach_render"):
         train_stage1(tiny_train_config(stage1__steps=1, stage1__detach_render=["hair"]), tmp_path / "bad", log=quiet)
+
+
+class _LinearRenderer:
+    """Stand-in auto-encoder for the re-encoding term: 'frames' are 0.01 × latents (inside the renderer's
+    [-1, 1]), the encoder reads ``frames / 0.01 @ Q`` and the renderer maps coefficients through ``A``
+    (identity: a perfect renderer)."""
+
+    def __init__(self, q, a):
+        self.q, self.a = q, a
+
+    def motion_from_coefficients(self, lam):
+        return lam @ self.q.T
+
+    def render(self, latent, feats, *, motion):
+        return 0.01 * ((motion @ self.q) @ self.a @ self.q.T)
+
+    def coefficients_posterior(self, frames):
+        return (frames / 0.01) @ self.q, None
+
+
+def test_the_re_encoding_term_is_zero_for_a_faithful_renderer_and_measures_leaks():
+    from types import SimpleNamespace
+
+    from demo_core.motion.factors import default_factor_layout
+    from demo_core.train.config import Stage1Config
+    from demo_core.train.objectives import CYCLE_SIGMA_FLOOR, Stage1Objective
+
+    layout = default_factor_layout()  # lip 6, pose 6, gaze 2, blink 1, residual 5
+    g = torch.Generator().manual_seed(0)
+    q = torch.linalg.qr(torch.randn(40, 20, generator=g, dtype=torch.float64))[0]
+    lam = torch.randn(8, 20, generator=g, dtype=torch.float64)
+    noise = torch.randn(8, 20, generator=g, dtype=torch.float64)
+    h = torch.zeros(8, 40, dtype=torch.float64)
+
+    def term(a, step=1.0):
+        fake = SimpleNamespace(mae=_LinearRenderer(q, a), layout=layout, cfg=Stage1Config(cycle_step=step))
+        recon = fake.mae.render(None, [], motion=fake.mae.motion_from_coefficients(lam))
+        return float(Stage1Objective._cycle(fake, recon, lam, h, [], noise))
+
+    eye = torch.eye(20, dtype=torch.float64)
+    assert term(eye) < 1e-20
+    leak = eye.clone()
+    leak[6, 0] = 0.5  # pose coefficient 0 (yaw) moves lip coefficient 0 by half of it
+    sigma = lam.std(dim=0).clamp_min(CYCLE_SIGMA_FLOOR)
+    rows = torch.arange(8) % 4 == 1  # rows 1 and 5 edit pose
+    delta = sigma[6] * noise[rows, 6]
+    expected = float(((0.5 * delta / sigma[0]) ** 2).sum() / (8 * 20))
+    assert term(leak) == pytest.approx(expected, rel=1e-9)
+    assert term(0.5 * eye) > term(0.9 * eye) > 0  # an edit rendered at half strength reads back too small
+
+
+def test_stage1_re_encoding_term_trains(tiny_train_config, tmp_path):
+    cfg = tiny_train_config(stage1__steps=10)
+    cfg.stage1.weights.cycle = 5.0
+    train_stage1(cfg, tmp_path, log=lambda _m: None)
+    c = _logged(tmp_path, "cycle")
+    assert all(v > 0 for v in c) and sum(c[-3:]) < sum(c[:3]), c
+    train_stage1(tiny_train_config(stage1__steps=1), tmp_path / "plain", log=lambda _m: None)
+    assert _logged(tmp_path / "plain", "cycle") == [0.0]
+
+
+def _logged(run, name: str, stage: str = "stage1") -> list[float]:
+    return [json.loads(line)[name] for line in (run / stage / "metrics.jsonl").read_text().splitlines()]
