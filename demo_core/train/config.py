@@ -145,6 +145,8 @@ class Stage1Config(_Common):
             change read back must equal the edit: the edited block moves by it, every other block stays (in
             units of σ, squared).  It trains the renderer to draw an edit of one factor so that the factor
             encoders read it in that factor only (what the benchmark's leakage and edit-gain figures measure).
+        cycle_own: weight of the edited block's read-back error against the other blocks' (1: equal): more keeps
+            the edits' render gains, less favours leaving the other factors alone.
     """
 
     frames: int = 4
@@ -158,11 +160,13 @@ class Stage1Config(_Common):
     trainable: tuple[str, ...] = ()
     detach_render: tuple[str, ...] = ()
     cycle_step: float = 1.0
+    cycle_own: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.cycle_step > 0:
-            raise DemoInputError(f"stage1.cycle_step must be > 0, got {self.cycle_step}")
+        if not self.cycle_step > 0 or not self.cycle_own >= 0:
+            raise DemoInputError(f"stage1.cycle_step must be > 0 and stage1.cycle_own >= 0, got {self.cycle_step}, "
+                                 f"{self.cycle_own}")
         self.trainable = _names(self.trainable, "stage1.trainable", "parameter-name prefixes")
         self.detach_render = _names(self.detach_render, "stage1.detach_render", "factor names")
         if isinstance(self.weights, Mapping):

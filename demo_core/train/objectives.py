@@ -117,7 +117,7 @@ class Stage1Objective(nn.Module):
     def _cycle(self, recon: Tensor, lam: Tensor, h: Tensor, feats: list[Tensor], noise: Tensor) -> Tensor:
         """Re-encoding consistency (see ``Stage1Config.cycle_step``): frames ``recon`` (n, 3, S, S) rendered from
         coefficients ``lam`` (n, M) on appearances ``h`` (n, W); row r edits block ``r mod 4`` of lip, pose,
-        gaze, blink by ``cycle_step · σ · noise``."""
+        gaze, blink by ``cycle_step · σ · noise``; the edited block's errors weigh ``cycle_own``, the others' 1."""
         n, m = lam.shape
         lam = lam.detach()
         sigma = lam.std(dim=0).clamp_min(CYCLE_SIGMA_FLOOR)  # (M,)
@@ -129,7 +129,8 @@ class Stage1Objective(nn.Module):
         motion = self.mae.motion_from_coefficients(lam + delta)
         edited = self.mae.render(h + motion, feats, motion=motion)  # (n, 3, S, S)
         read, _ = self.mae.coefficients_posterior(torch.cat([recon, edited]).clamp(-1.0, 1.0))  # (2n, M)
-        return (((read[n:] - read[:n] - delta) / sigma) ** 2).mean()
+        err = ((read[n:] - read[:n] - delta) / sigma) ** 2  # (n, M)
+        return (err * (1.0 + (self.cfg.cycle_own - 1.0) * mask)).mean()
 
     def forward(self, batch: Stage1Batch) -> tuple[Tensor, dict[str, Tensor]]:
         cfg, w = self.cfg, self.cfg.weights

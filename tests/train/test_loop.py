@@ -220,8 +220,9 @@ def test_the_re_encoding_term_is_zero_for_a_faithful_renderer_and_measures_leaks
     noise = torch.randn(8, 20, generator=g, dtype=torch.float64)
     h = torch.zeros(8, 40, dtype=torch.float64)
 
-    def term(a, step=1.0):
-        fake = SimpleNamespace(mae=_LinearRenderer(q, a), layout=layout, cfg=Stage1Config(cycle_step=step))
+    def term(a, step=1.0, own=1.0):
+        fake = SimpleNamespace(mae=_LinearRenderer(q, a), layout=layout,
+                               cfg=Stage1Config(cycle_step=step, cycle_own=own))
         recon = fake.mae.render(None, [], motion=fake.mae.motion_from_coefficients(lam))
         return float(Stage1Objective._cycle(fake, recon, lam, h, [], noise))
 
@@ -235,6 +236,8 @@ def test_the_re_encoding_term_is_zero_for_a_faithful_renderer_and_measures_leaks
     expected = float(((0.5 * delta / sigma[0]) ** 2).sum() / (8 * 20))
     assert term(leak) == pytest.approx(expected, rel=1e-9)
     assert term(0.5 * eye) > term(0.9 * eye) > 0  # an edit rendered at half strength reads back too small
+    assert term(0.5 * eye, own=3.0) == pytest.approx(3.0 * term(0.5 * eye))  # errors in the edited block only
+    assert term(leak, own=3.0) == pytest.approx(term(leak))  # errors in another block only
 
 
 def test_stage1_re_encoding_term_trains(tiny_train_config, tmp_path):
