@@ -121,10 +121,11 @@ class Stage1Objective(nn.Module):
         n, m = lam.shape
         lam = lam.detach()
         sigma = lam.std(dim=0).clamp_min(CYCLE_SIGMA_FLOOR)  # (M,)
-        mask = torch.zeros(n, m, dtype=lam.dtype, device=lam.device)
-        edited_blocks = [sl for name, sl in self.layout.slices().items() if name != "residual"]
-        for r in range(n):
-            mask[r, edited_blocks[r % len(edited_blocks)]] = 1.0
+        blocks = torch.zeros(len(self.layout.blocks), m, dtype=lam.dtype, device=lam.device)  # one row per block
+        for i, (name, sl) in enumerate(self.layout.slices().items()):
+            blocks[i, sl] = 0.0 if name == "residual" else 1.0
+        blocks = blocks[blocks.sum(1) > 0]  # the edited blocks (not the residual)
+        mask = blocks[torch.arange(n, device=lam.device) % blocks.shape[0]]  # (n, M): row r edits block r mod 4
         delta = self.cfg.cycle_step * sigma * noise.to(lam) * mask  # (n, M)
         motion = self.mae.motion_from_coefficients(lam + delta)
         edited = self.mae.render(h + motion, feats, motion=motion)  # (n, 3, S, S)
