@@ -21,6 +21,7 @@ from demo_core.models.loader import load_model
 from demo_core.pipeline import GenerationSettings, encode_audio, encode_portrait, iter_frames, sample_motion
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
+DEVICE = "cuda"  # where the GPU-side models are loaded; every tensor follows the model's own device
 
 
 def _speech(seconds: float, rate: int = 16000) -> torch.Tensor:
@@ -31,7 +32,7 @@ def _speech(seconds: float, rate: int = 16000) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def models():
     cpu, _ = load_model(DEFAULT_CHECKPOINT, device="cpu")
-    gpu, _ = load_model(DEFAULT_CHECKPOINT, device="cuda")
+    gpu, _ = load_model(DEFAULT_CHECKPOINT, device=DEVICE)
     return cpu, gpu
 
 
@@ -62,7 +63,7 @@ def test_gpu_renders_what_the_cpu_renders(models, portrait_image):
     """Same portrait, same motion (sampled on the CPU) → the same frames within float tolerance."""
     cpu, gpu = models
     p_gpu, motion, a = _cpu_reference(cpu, gpu, portrait_image)
-    b = _frames(gpu, p_gpu, motion.cuda())
+    b = _frames(gpu, p_gpu, motion.to(gpu.device))
     assert a.shape == b.shape == (1, 25, 3, 64, 64)
     assert float((a - b).abs().max()) < 2e-2 and float((a - b).abs().mean()) < 1e-3
 
@@ -89,9 +90,9 @@ def test_gpu_motion_follows_the_cpu_motion_and_a_seed_fixes_it(models, portrait_
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_reduced_precision_inference_is_finite_and_close(models, portrait_image, dtype):
     cpu, _ = models
-    low, _ = load_model(DEFAULT_CHECKPOINT, device="cuda", dtype=dtype)
+    low, _ = load_model(DEFAULT_CHECKPOINT, device=DEVICE, dtype=dtype)
     p_low, motion, ref = _cpu_reference(cpu, low, portrait_image)
-    out = _frames(low, p_low, motion.cuda())
+    out = _frames(low, p_low, motion.to(low.device))
     assert torch.isfinite(out).all()
     err = float((ref - out).abs().mean())
     assert err < 3e-2, f"{dtype}: mean abs frame difference {err:.4f} from float32 on the CPU"
@@ -102,7 +103,7 @@ def test_reduced_precision_inference_is_finite_and_close(models, portrait_image,
 
 def test_cli_generate_on_cuda(tmp_path):
     out = tmp_path / "talk.mp4"
-    code = cli_main(["generate", "--device", "cuda", "--steps", "4", "--out", str(out), "--no-progress"])
+    code = cli_main(["generate", "--device", DEVICE, "--steps", "4", "--out", str(out), "--no-progress"])
     assert code == 0 and out.exists()
     with av.open(str(out)) as c:
         n = sum(1 for _ in c.decode(c.streams.video[0]))
@@ -120,8 +121,9 @@ def test_the_two_guided_evaluators_agree_on_the_gpu(models):
     g = torch.Generator().manual_seed(0)
     wr, wa = torch.randn(1, cfg.dim_w, generator=g), torch.randn(1, 2 * cfg.num_frames + 3, cfg.dim_a, generator=g)
     we = torch.softmax(torch.randn(1, 1, cfg.dim_e, generator=g), -1)
-    noise = [torch.randn(1, cfg.num_frames, cfg.dim_w, generator=g).cuda() for _ in range(3)]
-    out = {e: sample_windows(gpu.fmt, wr=wr.cuda(), wa=wa.cuda(), we=we.cuda(), noise=noise,
+    dev = gpu.device
+    noise = [torch.randn(1, cfg.num_frames, cfg.dim_w, generator=g).to(dev) for _ in range(3)]
+    out = {e: sample_windows(gpu.fmt, wr=wr.to(dev), wa=wa.to(dev), we=we.to(dev), noise=noise,
                              settings=SamplerSettings(steps=4, evaluator=e)) for e in ("auto", "shared", "batched")}
     assert torch.equal(out["auto"], out["batched"])
     scale = float(out["batched"].abs().max())

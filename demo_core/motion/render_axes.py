@@ -31,6 +31,7 @@ __all__ = ["DEFAULT_RENDER_AXES", "render_curve", "rising_knots", "curve_knots",
 
 DEFAULT_RENDER_AXES = ("pose.yaw", "pose.pitch", "pose.roll")
 MIN_GAIN = 0.2  # a knot step must render at least this fraction of what it asks
+ENCODE_BATCH = 16  # rendered frames re-encoded per call (the grid of all values is decoded in one stream)
 
 
 def parse_axes(names: Iterable[str] | str, layout: FactorLayout, *, missing_ok: bool = False) -> list[tuple[str, str]]:
@@ -73,15 +74,17 @@ def render_curve(mae, layout: FactorLayout, sources: Iterable[tuple[Tensor, Sequ
     """
     block = layout.block(factor)
     j = layout.slices()[factor].start + block.axis_index(axis)
-    sums = torch.zeros(values.numel(), dtype=torch.float64)
+    k = values.numel()
+    sums = torch.zeros(k, dtype=torch.float64)
     count = 0
     for h, feats, lam in sources:
-        for k, v in enumerate(values.tolist()):
-            edited = lam.clone()
-            edited[:, j] = block.axis_coefficient(axis, v)
-            video = mae.decode(h, feats, mae.motion_from_coefficients(edited)[None])[0].clamp(-1.0, 1.0)
-            sums[k] += block.axis_value(axis, mae.encode(video)[1][:, j]).double().sum().cpu()
-        count += lam.shape[0]
+        n = lam.shape[0]
+        edited = lam[None].repeat(k, 1, 1)  # (K, N, M): every grid value on every frame
+        edited[..., j] = block.axis_coefficient(axis, values.to(lam)[:, None])
+        video = mae.decode(h, feats, mae.motion_from_coefficients(edited.reshape(1, k * n, -1)))[0].clamp(-1.0, 1.0)
+        read = torch.cat([mae.encode(video[i:i + ENCODE_BATCH])[1][:, j] for i in range(0, k * n, ENCODE_BATCH)])
+        sums += block.axis_value(axis, read).double().reshape(k, n).sum(1).cpu()
+        count += n
     if count == 0:
         raise DemoInputError("render_curve: no frames to measure on")
     return sums / count

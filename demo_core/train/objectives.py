@@ -40,6 +40,15 @@ CYCLE_SIGMA_FLOOR = 0.2  # coefficient spread floor of the re-encoding edits (a 
 # by a vanishing step whose read-back error would be divided by it)
 
 
+def cycle_block_rows(layout) -> Tensor:
+    """(B_e, M) one 0/1 row per factor block the re-encoding term edits (every block but the residual)."""
+    edited = [sl for name, sl in layout.slices().items() if name != "residual"]
+    rows = torch.zeros(max(len(edited), 1), layout.total)
+    for i, sl in enumerate(edited):
+        rows[i, sl] = 1.0
+    return rows
+
+
 def _standardize(x: Tensor, floor: float = 0.1) -> Tensor:
     """Rows of one group centred and scaled to unit RMS: the InfoNCE heads see the frame-to-frame variation
     at O(1) scale whatever the size of the coefficients.
@@ -90,6 +99,7 @@ class Stage1Objective(nn.Module):
         for name, sl in self.layout.slices().items():
             detached[sl] = name in cfg.detach_render
         self.register_buffer("render_detached", detached, persistent=False)
+        self.register_buffer("cycle_blocks", cycle_block_rows(self.layout), persistent=False)
 
     def _audio_features(self, batch: Stage1Batch, frames: int) -> Tensor:
         rows = []
@@ -118,14 +128,11 @@ class Stage1Objective(nn.Module):
         """Re-encoding consistency (see ``Stage1Config.cycle_step``): frames ``recon`` (n, 3, S, S) rendered from
         coefficients ``lam`` (n, M) on appearances ``h`` (n, W); row r edits block ``r mod 4`` of lip, pose,
         gaze, blink by ``cycle_step · σ · noise``; the edited block's errors weigh ``cycle_own``, the others' 1."""
-        n, m = lam.shape
+        n = lam.shape[0]
         lam = lam.detach()
         sigma = lam.std(dim=0).clamp_min(CYCLE_SIGMA_FLOOR)  # (M,)
-        blocks = torch.zeros(len(self.layout.blocks), m, dtype=lam.dtype, device=lam.device)  # one row per block
-        for i, (name, sl) in enumerate(self.layout.slices().items()):
-            blocks[i, sl] = 0.0 if name == "residual" else 1.0
-        blocks = blocks[blocks.sum(1) > 0]  # the edited blocks (not the residual)
-        mask = blocks[torch.arange(n, device=lam.device) % blocks.shape[0]]  # (n, M): row r edits block r mod 4
+        blocks = self.cycle_blocks.to(lam.dtype)  # (B_e, M)
+        mask = blocks[torch.arange(n, device=lam.device) % blocks.shape[0]]  # (n, M): row r edits block r mod B_e
         delta = self.cfg.cycle_step * sigma * noise.to(lam) * mask  # (n, M)
         motion = self.mae.motion_from_coefficients(lam + delta)
         edited = self.mae.render(h + motion, feats, motion=motion)  # (n, 3, S, S)

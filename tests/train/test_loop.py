@@ -211,7 +211,7 @@ def test_the_re_encoding_term_is_zero_for_a_faithful_renderer_and_measures_leaks
 
     from demo_core.motion.factors import default_factor_layout
     from demo_core.train.config import Stage1Config
-    from demo_core.train.objectives import CYCLE_SIGMA_FLOOR, Stage1Objective
+    from demo_core.train.objectives import CYCLE_SIGMA_FLOOR, Stage1Objective, cycle_block_rows
 
     layout = default_factor_layout()  # lip 6, pose 6, gaze 2, blink 1, residual 5
     g = torch.Generator().manual_seed(0)
@@ -221,7 +221,7 @@ def test_the_re_encoding_term_is_zero_for_a_faithful_renderer_and_measures_leaks
     h = torch.zeros(8, 40, dtype=torch.float64)
 
     def term(a, step=1.0, own=1.0):
-        fake = SimpleNamespace(mae=_LinearRenderer(q, a), layout=layout,
+        fake = SimpleNamespace(mae=_LinearRenderer(q, a), layout=layout, cycle_blocks=cycle_block_rows(layout),
                                cfg=Stage1Config(cycle_step=step, cycle_own=own))
         recon = fake.mae.render(None, [], motion=fake.mae.motion_from_coefficients(lam))
         return float(Stage1Objective._cycle(fake, recon, lam, h, [], noise))
