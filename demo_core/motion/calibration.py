@@ -1,8 +1,9 @@
 """Calibrate a FLOAT-family motion dictionary: which directions move the head, the lips, the eyes.
 
 1. :func:`~demo_core.motion.direction_responses.measure_directions` renders ``rest ± ε·q_i`` for every
-   direction and measures rigid head motion (a similarity fit of the decoder's 64×64 flow over the head) and
-   the non-rigid residual in the mouth and eye regions, from flow and optionally from pixels.
+   direction and measures head motion (a smooth field fitted to the decoder's 64×64 flow over the head outside
+   the eyes and the mouth, so that turns out of the image plane count as head motion) and the residual in the
+   mouth and eye regions, from flow and optionally from pixels.
 2. :func:`score_directions` turns that into per-direction scores over ``(pose, lip, eyes, other)``.
 3. :func:`assign_directions` puts each direction in a block (``pose``, ``lip``, ``eyes`` = gaze or blink,
    ``residual``).
@@ -170,6 +171,7 @@ def calibrate_factors(
     image_weight: float = 0.5,
     min_energy: float = 0.01,
     batch_size: int = 8,
+    head_model: str = "quadratic",
 ) -> FactorCalibration:
     """Measure, score, assign and rotate: the whole calibration (see the module docstring).
 
@@ -178,12 +180,13 @@ def calibrate_factors(
     """
     regions = regions or face_regions()
     responses = measure_directions(render_fn, rest_latent, Q, epsilon=epsilon, regions=regions,
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, head_model=head_model)
     scores = score_directions(responses, image_weight=image_weight, min_energy=min_energy)
     directions = assign_directions(scores, sizes=sizes)
     rotations = block_rotations(directions, responses) if rotate else None
     settings = {"epsilon": responses.epsilon.tolist(), "regions": asdict(regions), "sizes": dict(sizes or {}),
-                "rotate": bool(rotate), "image_weight": image_weight, "min_energy": min_energy}
+                "rotate": bool(rotate), "image_weight": image_weight, "min_energy": min_energy,
+                "head_model": head_model}
     return calibration_from_directions(directions, Q.shape[1], block_rotations=rotations, source="measured",
                                        scores=scores, settings=settings, name="assignment")
 

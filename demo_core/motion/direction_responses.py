@@ -5,11 +5,17 @@ measured inside regions derived from the face framing (the crop is a square ~1.6
 face, :func:`face_regions`):
 
 1. **Flow.**  The decoder's sampling grid ``g`` (h, w, 2) (64×64 level) maps output pixels to source
-   positions.  Over the whole head a similarity transform ``S`` (scale, rotation, translation) is fitted by
-   least squares to ``g₋ → g₊``; ``|S·g₋ − g₋|²`` is the rigid (pose) energy and the residual
-   ``|g₊ − S·g₋|²`` is split into mouth, eye band and the rest of the head.
-2. **Images** (optional).  ``img₊ − warp(img₋, S)`` (kornia geometry, Gaussian-filtered with kornia) gives the
-   same four energies from pixels, which also catches changes the warp does not show (eyelids, teeth).
+   positions.  The head's own motion is a smooth field fitted by least squares to ``g₊ − g₋`` as a function
+   of ``g₋``: with ``head_model="quadratic"`` (default) a quadratic polynomial fitted over the head *outside*
+   the eye band and the mouth (forehead, cheeks, nose, jaw line move with the head; the eyes and the mouth
+   also move on their own), which holds turns out of the image plane (yaw, pitch: the face's features
+   shift by their depth, not by one similarity); with ``"similarity"`` a similarity transform (scale,
+   rotation, translation) over the whole head.  The field's energy over the head is the pose energy and
+   the residual ``|g₊ − g₋ − field|²`` is split into mouth, eye band and the rest of the head.  A similarity
+   ``S`` over the head is fitted in both cases for the image-space motion (dx, dy, rotation, scale).
+2. **Images** (optional).  ``img₊ − img₋`` warped along the head field (kornia geometry, Gaussian-filtered
+   with kornia) gives the same four energies from pixels, which also catches changes the warp does not show
+   (eyelids, teeth).
 
 All energies are per unit coefficient (divided by ``(2ε)²``).  :mod:`demo_core.motion.calibration` turns them
 into factor blocks.
@@ -28,10 +34,11 @@ from torch import Tensor
 from ..errors import DemoInputError
 from .factor_space import describe_shape
 
-__all__ = ["RenderFn", "FaceRegions", "DirectionResponses", "face_regions", "region_masks", "fit_similarity",
-           "measure_directions"]
+__all__ = ["RenderFn", "FaceRegions", "DirectionResponses", "HEAD_MODELS", "face_regions", "region_masks",
+           "fit_similarity", "fit_head_field", "measure_directions"]
 
 RenderFn = Callable[[Tensor], "tuple[Tensor | None, Tensor]"]
+HEAD_MODELS = ("quadratic", "similarity")  # head-motion fields of measure_directions
 
 
 def _kornia():
@@ -99,6 +106,31 @@ def fit_similarity(p: Tensor, q: Tensor) -> Tensor:
     return S
 
 
+def _quadratic_terms(p: Tensor) -> Tensor:
+    """(..., 2) points → (..., 6) monomials 1, x, y, x², xy, y²."""
+    x, y = p[..., 0], p[..., 1]
+    return torch.stack([torch.ones_like(x), x, y, x * x, x * y, y * y], dim=-1)
+
+
+def fit_head_field(p: Tensor, d: Tensor, fit_mask: Tensor) -> Tensor:
+    """Least-squares quadratic displacement field: ``d ≈ Φ(p)·β`` over the ``fit_mask`` points, evaluated at all.
+
+    Args:
+        p: (n, h, w, 2) positions (the grid before the move); d: (n, h, w, 2) displacements;
+        fit_mask: (h, w) bool, where the field is fitted (at least 6 points).
+
+    Returns:
+        (n, h, w, 2) the fitted field everywhere.
+    """
+    if int(fit_mask.sum()) < 6:
+        raise DemoInputError(f"fit_mask: a quadratic field needs at least 6 points, got {int(fit_mask.sum())}")
+    phi = _quadratic_terms(p)  # (n, h, w, 6)
+    A, b = phi[:, fit_mask], d[:, fit_mask]  # (n, N, 6), (n, N, 2)
+    scale = A.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)  # column scaling: a well-conditioned solve
+    beta = torch.linalg.lstsq(A / scale, b).solution / scale.transpose(1, 2)  # (n, 6, 2)
+    return phi @ beta[:, None]  # (n, h, w, 2)
+
+
 @dataclass(frozen=True, eq=False)
 class DirectionResponses:
     """What ±ε along each direction does, per unit coefficient (float64, on the CPU).
@@ -134,13 +166,16 @@ def _render(render_fn: RenderFn, latents: Tensor) -> tuple[Tensor | None, Tensor
     return (None if images is None else images.detach().double()), flow.detach().double()
 
 
-def _image_energy(img_p: Tensor, img_m: Tensor, S: Tensor, regions: FaceRegions, flow_h: int, blur: float) -> Tensor:
+def _image_energy(img_p: Tensor, img_m: Tensor, field: Tensor, regions: FaceRegions, flow_h: int,
+                  blur: float) -> Tensor:
+    """Energies (n, 4) of ``img₊ − img₋`` after moving ``img₋`` along the head field (n, h, w, 2) (the grid's
+    change: ``img₊(x) ≈ img₋(x + field(x))`` for a small move of a near-identity grid)."""
     K = _kornia()
     n, _, H, W = img_p.shape
     grid = K.geometry.create_meshgrid(H, W, normalized_coordinates=True, device=img_p.device, dtype=img_p.dtype)
-    grid = K.geometry.linalg.transform_points(S, grid.reshape(1, H * W, 2).expand(n, -1, -1))  # (n, H·W, 2)
-    compensated = F.grid_sample(img_m, grid.reshape(n, H, W, 2), mode="bilinear", padding_mode="border",
-                                align_corners=True)  # (n, C, H, W): img₋ moved rigidly like img₊
+    moved = F.interpolate(field.permute(0, 3, 1, 2), size=(H, W), mode="bilinear", align_corners=True)
+    compensated = F.grid_sample(img_m, grid + moved.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border",
+                                align_corners=True)  # (n, C, H, W): img₋ moved with the head like img₊
     sigma = max(blur * H / flow_h, 1e-3)
     size = 2 * math.ceil(2 * sigma) + 1
     diffs = torch.cat([img_p - img_m, img_p - compensated])  # (2n, C, H, W)
@@ -162,6 +197,7 @@ def measure_directions(
     regions: FaceRegions | None = None,
     batch_size: int = 8,
     blur: float = 1.0,
+    head_model: str = "quadratic",
 ) -> DirectionResponses:
     """Render ``rest ± ε·q_i`` for every direction and measure where the face moves.
 
@@ -174,6 +210,7 @@ def measure_directions(
         regions: face regions (default :func:`face_regions` ()).
         batch_size: directions per render call (2·batch_size images).
         blur: Gaussian σ of the image-difference filter, in flow-grid cells.
+        head_model: the head's own motion, ``"quadratic"`` or ``"similarity"`` (module docstring).
 
     Returns:
         :class:`DirectionResponses`.
@@ -190,6 +227,8 @@ def measure_directions(
     eps = eps.expand(M).clone()  # (M,)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DemoInputError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    if head_model not in HEAD_MODELS:
+        raise DemoInputError(f"head_model: expected one of {HEAD_MODELS}, got {head_model!r}")
     regions = regions or face_regions()
     parts: dict[str, list[Tensor]] = {k: [] for k in ("flow", "image", "motion", "head", "mouth", "eyes")}
     for i0 in range(0, M, batch_size):
@@ -201,14 +240,17 @@ def measure_directions(
         h, w = g_p.shape[1:3]
         masks = region_masks(regions, h, w, device=flow.device)  # (4, h, w)
         S = fit_similarity(g_m[:, masks[0]], g_p[:, masks[0]])  # (n, 3, 3)
-        pred = _kornia().geometry.linalg.transform_points(S, g_m.reshape(n, h * w, 2)).reshape(n, h, w, 2)
+        if head_model == "similarity":
+            pred = _kornia().geometry.linalg.transform_points(S, g_m.reshape(n, h * w, 2)).reshape(n, h, w, 2)
+        else:  # fitted where only the head moves the face: the head outside the eye band and the mouth
+            pred = g_m + fit_head_field(g_m, g_p - g_m, masks[3])
         scale = (2 * eps[idx]).to(flow)[:, None]  # (n, 1): per unit coefficient
         rigid, resid = (pred - g_m).norm(dim=-1) ** 2, (g_p - pred).norm(dim=-1) ** 2  # (n, h, w)
         parts["flow"].append(torch.stack([(rigid * masks[0]).sum((1, 2)), (resid * masks[2]).sum((1, 2)),
                                           (resid * masks[1]).sum((1, 2)), (resid * masks[3]).sum((1, 2))], 1)
                              / scale**2)
         if images is not None:
-            parts["image"].append(_image_energy(images[:n], images[n:], S, regions, h, blur) / scale**2)
+            parts["image"].append(_image_energy(images[:n], images[n:], pred - g_m, regions, h, blur) / scale**2)
         a, b = S[:, 0, 0], S[:, 1, 0]
         # the grid maps output → source, so content moves opposite to the fitted source motion
         parts["motion"].append(-torch.stack([S[:, 0, 2], S[:, 1, 2], torch.atan2(b, a),

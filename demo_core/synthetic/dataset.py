@@ -116,7 +116,8 @@ def write_clip(prefix: str | Path, clip: dict, *, lossless: bool = True, frames_
         with atomic_path(prefix.with_name(prefix.name + ".frames.npy")) as tmp:
             np.save(tmp, frames)
     if regions:
-        save_regions(regions_path(prefix), feature_regions(clip["params"], clip["identity"], frames.shape[1]))
+        region = feature_regions(clip["params"], clip["identity"], frames.shape[1], parts=True)
+        save_regions(regions_path(prefix), region)
     labels = {k: v.numpy().astype(np.float32) for k, v in clip["params"].to_dict().items()}
     n = len(clip["params"])
     labels.update(

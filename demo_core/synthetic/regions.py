@@ -2,11 +2,13 @@
 
 The renderer changes a factor's pixels only (mouth parameters never touch the eyes and vice versa), so
 the region a factor can reach in one frame is found exactly by rendering that frame again with the
-factor at its extremes and taking the pixels that differ.  The map is the union over the mouth and eye
-factors, dilated by one pixel and stored as uint8 (0 = elsewhere, 255 = feature region) in a
-``<clip>.regions.npy`` sidecar that stage-1 training reads to weight its reconstruction loss there
-(``stage1.weights.recon_region``, :class:`demo_core.train.config.Stage1Weights`): at 64² the mouth and eyes are ~4 % of
-the pixels, and an unweighted reconstruction loss learns to render pose but not their motion.
+factor at its extremes and taking the pixels that differ.  Two maps per frame, the mouth's and the eyes',
+dilated by one pixel, are stored as uint8 (0 = elsewhere, 255 = feature region) in a ``<clip>.regions.npy``
+sidecar of shape (N, 2, H, W) (an older sidecar holds their union only, (N, H, W)).  Stage-1 training reads
+it to weight its reconstruction loss on the union (``stage1.weights.recon_region``,
+:class:`demo_core.train.config.Stage1Weights`: at 64² the mouth and eyes are ~4 % of the pixels, and an
+unweighted reconstruction loss learns to render pose but not their motion) and to keep a lip edit inside
+the mouth map and a gaze or blink edit inside the eye map (``stage1.weights.locality``).
 
 Command line (adds the sidecar to every clip of a folder that lacks it)::
 
@@ -27,23 +29,29 @@ from .head import HeadRenderer
 from .identity import Identity
 from .params import PARAM_NAMES, FrameParams
 
-__all__ = ["FEATURE_VARIANTS", "feature_regions", "save_regions", "write_regions", "regions_path"]
+__all__ = ["FEATURE_VARIANTS", "MOUTH_VARIANTS", "EYE_VARIANTS", "REGION_PARTS", "feature_regions", "save_regions",
+           "write_regions", "regions_path"]
 
-#: factor settings whose renders, compared with the frame's own, outline the mouth and the eyes
-FEATURE_VARIANTS: tuple[dict[str, float], ...] = (
+#: factor settings whose renders, compared with the frame's own, outline the mouth
+MOUTH_VARIANTS: tuple[dict[str, float], ...] = (
     {"mouth_open": 1.0, "mouth_width": 1.0, "mouth_round": 0.0},
     {"mouth_open": 1.0, "mouth_width": -1.0, "mouth_round": 1.0},
     {"mouth_open": 0.0, "mouth_width": -1.0, "mouth_round": 1.0},
     {"mouth_open": 0.0, "mouth_width": 1.0, "mouth_round": 0.0},
+)
+#: … and the eyes
+EYE_VARIANTS: tuple[dict[str, float], ...] = (
     {"blink": 1.0, "gaze_x": 1.0, "gaze_y": 1.0},
     {"blink": 0.0, "gaze_x": -1.0, "gaze_y": -1.0},
     {"blink": 0.0, "gaze_x": 1.0, "gaze_y": -1.0},
 )
+FEATURE_VARIANTS = MOUTH_VARIANTS + EYE_VARIANTS
+REGION_PARTS = ("mouth", "eyes")  #: the maps of a two-part sidecar, in order
 
 
 @torch.no_grad()
 def feature_regions(params: FrameParams, identity: Identity, size: int = 64, *, threshold: float = 0.02,
-                    dilate: int = 1, device: torch.device | str = "cpu") -> torch.Tensor:
+                    dilate: int = 1, parts: bool = False, device: torch.device | str = "cpu") -> torch.Tensor:
     """Mouth and eye region of every frame.
 
     Args:
@@ -53,21 +61,27 @@ def feature_regions(params: FrameParams, identity: Identity, size: int = 64, *, 
         threshold: a pixel belongs to the region when some variant moves one of its channels by more
             than this (images in [0, 1]).
         dilate: grow the region by this many pixels.
+        parts: return the mouth and the eye region apart, (N, 2, size, size) in :data:`REGION_PARTS` order,
+            instead of their union.
         device: torch device for rendering.
 
     Returns:
-        (N, size, size) bool.
+        (N, size, size) bool, or (N, 2, size, size) with ``parts``.
     """
     renderer = HeadRenderer(identity, size, device)
     base = renderer.render(params)
-    region = torch.zeros(len(params), size, size, dtype=torch.bool, device=base.device)
-    for variant in FEATURE_VARIANTS:
-        moved = renderer.render(params.replace(**variant))
-        region |= (moved - base).abs().amax(dim=1) > threshold
+    maps = []
+    for variants in (MOUTH_VARIANTS, EYE_VARIANTS):
+        region = torch.zeros(len(params), size, size, dtype=torch.bool, device=base.device)
+        for variant in variants:
+            moved = renderer.render(params.replace(**variant))
+            region |= (moved - base).abs().amax(dim=1) > threshold
+        maps.append(region)
+    region = torch.stack(maps, dim=1)  # (N, 2, size, size)
     if dilate > 0:
         k = 2 * int(dilate) + 1
-        region = F.max_pool2d(region[:, None].float(), k, stride=1, padding=int(dilate))[:, 0] > 0.5
-    return region
+        region = F.max_pool2d(region.float(), k, stride=1, padding=int(dilate)) > 0.5
+    return region if parts else region.any(dim=1)
 
 
 def regions_path(stem: str | Path) -> Path:
@@ -76,7 +90,7 @@ def regions_path(stem: str | Path) -> Path:
 
 
 def save_regions(path: str | Path, region: torch.Tensor) -> None:
-    """Write a (N, H, W) bool region map as the uint8 sidecar format (0 / 255), atomically."""
+    """Write a (N, H, W) or (N, 2, H, W) bool region map as the uint8 sidecar format (0 / 255), atomically."""
     from .media import atomic_path
 
     with atomic_path(path) as tmp:
@@ -87,7 +101,8 @@ def save_regions(path: str | Path, region: torch.Tensor) -> None:
 def write_regions(labels_file: str | Path, *, overwrite: bool = False) -> Path | None:
     """Write the region sidecar of one synthetic clip from its ``.labels.npz`` (factors and identity).
 
-    Returns the sidecar path, or None when it exists and ``overwrite`` is False."""
+    Writes the two-part form (N, 2, H, W): mouth, eyes.  Returns the sidecar path, or None when it exists and
+    ``overwrite`` is False."""
     from .dataset import _stem, load_identity
 
     out = regions_path(_stem(labels_file))
@@ -96,7 +111,7 @@ def write_regions(labels_file: str | Path, *, overwrite: bool = False) -> Path |
     with np.load(labels_file, allow_pickle=False) as z:
         labels = {k: z[k] for k in z.files}
     params = FrameParams.from_dict({k: labels[k] for k in PARAM_NAMES})
-    save_regions(out, feature_regions(params, load_identity(labels), int(labels["size"])))
+    save_regions(out, feature_regions(params, load_identity(labels), int(labels["size"]), parts=True))
     return out
 
 

@@ -89,6 +89,7 @@ class Stage1Weights:
     coefficient_l2: float = 0.0  # mean squared coefficient without a label (keeps unsupervised blocks near 0)
     adversarial: float = 0.0  # generator adversarial loss (needs an adversarial hook; off by default)
     cycle: float = 0.0  # re-encoding consistency of one-factor edits (see Stage1Config.cycle_step)
+    locality: float = 0.0  # lip edits stay in the mouth, gaze/blink edits in the eyes (see Stage1Config.cycle_step)
 
 
 @dataclass
@@ -147,6 +148,14 @@ class Stage1Config(_Common):
             encoders read it in that factor only (what the benchmark's leakage and edit-gain figures measure).
         cycle_own: weight of the edited block's read-back error against the other blocks' (1: equal): more keeps
             the edits' render gains, less favours leaving the other factors alone.
+        cycle_factors: the blocks the re-encoding term edits (empty: every block but the residual), e.g.
+            ``["gaze"]`` to train the renderer to draw gaze edits without pressing on how lip and blink edits read.
+
+    The locality term (``weights.locality``) uses edits of the same size: every rendered frame is rendered
+    again with its lip, gaze or blink block (in turn) moved by ``cycle_step · σ · N(0, 1)``, and the squared
+    image change outside that factor's map (mouth for lip, eyes for gaze and blink; two-part
+    ``<stem>.regions.npy`` sidecars) is penalised (mean over pixels, images in [-1, 1]).  Unlike the
+    re-encoding term it does not involve the encoders, so the eyelids may still move the gaze read-out.
     """
 
     frames: int = 4
@@ -161,6 +170,7 @@ class Stage1Config(_Common):
     detach_render: tuple[str, ...] = ()
     cycle_step: float = 1.0
     cycle_own: float = 1.0
+    cycle_factors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -169,6 +179,7 @@ class Stage1Config(_Common):
                                  f"{self.cycle_own}")
         self.trainable = _names(self.trainable, "stage1.trainable", "parameter-name prefixes")
         self.detach_render = _names(self.detach_render, "stage1.detach_render", "factor names")
+        self.cycle_factors = _names(self.cycle_factors, "stage1.cycle_factors", "factor names")
         if isinstance(self.weights, Mapping):
             self.weights = _from_dict(Stage1Weights, self.weights, "stage1.weights")
         self.scales = tuple(int(s) for s in self.scales)

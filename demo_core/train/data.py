@@ -166,7 +166,10 @@ class Stage1Batch:
     gaze_view_mask: Tensor  # (b,) bool: sample has no gaze labels → use the second view
     eps: Tensor  # (b, 1 + F, M) VAE noise (source first)
     region: Tensor  # (b, F, 1, S, S) feature-region map of the driving frames in [0, 1] (0 without a sidecar)
-    edit: Tensor | None = None  # (b, F, M) N(0, 1) noise of the re-encoding edits (only with weights.cycle)
+    edit: Tensor | None = None  # (b, F, M) N(0, 1) noise of the one-factor edits (weights.cycle / locality)
+    parts: Tensor | None = None  # (b, F, 2, S, S) mouth and eye maps in [0, 1] (0 for a sample without a two-part
+    # sidecar; None when no sample of the batch has one)
+    parts_mask: Tensor | None = None  # (b,) bool: the sample's clip has a two-part sidecar
 
     def to(self, device) -> "Stage1Batch":
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -215,7 +218,7 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
     """
     axes = supervised_axes(layout)
     spf = sampling_rate / fps
-    src, drv, audio, a_frames, a_off, tgt, msk, gaze_mask, reg = [], [], [], [], [], [], [], [], []
+    src, drv, audio, a_frames, a_off, tgt, msk, gaze_mask, reg, parts, has_parts = ([] for _ in range(11))
     for c, s, k0 in picks.tolist():
         clip = store.clips[c]
         T = clip.num_frames
@@ -223,8 +226,12 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
         src.append(_to_model_frames(clip.frames[s]))
         drv.append(_to_model_frames(clip.frames[idx]))
         S = clip.frames.shape[1]
-        reg.append(torch.zeros(frames, 1, S, S) if clip.regions is None
-                   else torch.from_numpy(clip.regions[idx]).float().div_(255.0)[:, None])
+        maps = None if clip.regions is None else torch.from_numpy(clip.regions[idx]).float().div_(255.0)
+        two = maps is not None and maps.ndim == 4  # (F, 2, S, S) mouth, eyes; else (F, S, S) their union
+        reg.append(torch.zeros(frames, 1, S, S) if maps is None
+                   else maps.amax(dim=1, keepdim=True) if two else maps[:, None])
+        parts.append(maps if two else torch.zeros(frames, 2, S, S))
+        has_parts.append(two)
         s0, s1 = max(0, k0 - context), min(T, k0 + frames + context)
         audio.append(torch.from_numpy(clip.audio[int(round(s0 * spf)): int(round(s1 * spf))].copy()))
         a_frames.append(s1 - s0)
@@ -242,7 +249,9 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
     view = torch.stack([_jitter(d, p) if g else d for d, p, g in zip(driving, jitter, gaze_mask)])
     return Stage1Batch(source=torch.stack(src), driving=driving, audio=audio, audio_frames=a_frames,
                        audio_offset=a_off, targets=torch.stack(tgt), target_mask=torch.stack(msk), gaze_view=view,
-                       gaze_view_mask=torch.tensor(gaze_mask), eps=eps, region=torch.stack(reg), edit=edit)
+                       gaze_view_mask=torch.tensor(gaze_mask), eps=eps, region=torch.stack(reg), edit=edit,
+                       parts=torch.stack(parts) if any(has_parts) else None,
+                       parts_mask=torch.tensor(has_parts, dtype=torch.bool))
 
 
 # ---------------------------------------------------------------------------------------------- stage 2

@@ -193,7 +193,11 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
         lo, hi = ctx.shard(s.batch)
         if (hi - lo) % min(s.contrast_group, hi - lo):
             raise DemoInputError(f"stage1.contrast_group ({s.contrast_group}) must divide the per-process batch ({hi - lo})")
-        store = _load_store(cfg, out, ctx, log, regions=s.weights.recon_region > 0)
+        store = _load_store(cfg, out, ctx, log, regions=s.weights.recon_region > 0 or s.weights.locality > 0)
+        if s.weights.locality > 0 and not any(c.regions is not None and c.regions.ndim == 4 for c in store.clips):
+            raise DemoInputError("stage1.weights.locality: needs mouth and eye maps (two-part <stem>.regions.npy "
+                                 "sidecars) and no clip has them; for synthetic clips: python -m "
+                                 "demo_core.synthetic.regions DATA --overwrite")
         model = _seeded(s.seed, lambda: DemoModel(cfg.model)).train()
         model.motion_autoencoder.reset_flow_to_identity()
         model.fmt.requires_grad_(False)
@@ -212,7 +216,8 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
             g = step_generator(s.seed, step)
             picks = sample_stage1_picks(store, s.batch, s.frames, g)
             jitter, eps = torch.rand(s.batch, 5, generator=g), torch.randn(s.batch, s.frames, M, generator=g)
-            edit = torch.randn(s.batch, s.frames, M, generator=g)[lo:hi] if s.weights.cycle > 0 else None
+            edit = (torch.randn(s.batch, s.frames, M, generator=g)[lo:hi]
+                    if s.weights.cycle > 0 or s.weights.locality > 0 else None)
             batch = build_stage1_batch(store, picks[lo:hi], frames=s.frames, layout=m.factors, context=context,
                                        fps=m.fps, sampling_rate=m.sampling_rate, jitter=jitter[lo:hi], eps=eps[lo:hi],
                                        edit=edit)

@@ -40,13 +40,36 @@ CYCLE_SIGMA_FLOOR = 0.2  # coefficient spread floor of the re-encoding edits (a 
 # by a vanishing step whose read-back error would be divided by it)
 
 
-def cycle_block_rows(layout) -> Tensor:
-    """(B_e, M) one 0/1 row per factor block the re-encoding term edits (every block but the residual)."""
-    edited = [sl for name, sl in layout.slices().items() if name != "residual"]
+LOCALITY_PARTS = {"lip": 0, "gaze": 1, "blink": 1}  # factor block → its map in a two-part region sidecar (mouth, eyes)
+
+
+def block_rows(layout, names=None) -> Tensor:
+    """(B_e, M) one 0/1 row per edited factor block: ``names`` in layout order (default: every block but the
+    residual, the re-encoding term's edits)."""
+    edited = [sl for name, sl in layout.slices().items()
+              if (name != "residual" if names is None else name in names)]
     rows = torch.zeros(max(len(edited), 1), layout.total)
     for i, sl in enumerate(edited):
         rows[i, sl] = 1.0
     return rows
+
+
+def _edit_one_block(mae, step: float, lam: Tensor, h: Tensor, feats: list[Tensor], noise: Tensor,
+                    blocks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Render coefficients ``lam`` (n, M) again with one factor block per row edited: row r moves block
+    ``r mod B`` of ``blocks`` (B, M) 0/1 rows by ``step · σ · noise`` (σ: the batch spread of each coefficient,
+    floored at ``CYCLE_SIGMA_FLOOR``), on appearances ``h`` (n, W).
+
+    Returns:
+        ``(edited frames (n, 3, S, S), delta (n, M), block index per row (n,), σ (M,))``.
+    """
+    n = lam.shape[0]
+    lam = lam.detach()
+    sigma = lam.std(dim=0).clamp_min(CYCLE_SIGMA_FLOOR)  # (M,)
+    pick = torch.arange(n, device=lam.device) % blocks.shape[0]  # (n,)
+    delta = step * sigma * noise.to(lam) * blocks.to(lam.dtype)[pick]  # (n, M)
+    motion = mae.motion_from_coefficients(lam + delta)
+    return mae.render(h + motion, feats, motion=motion), delta, pick, sigma
 
 
 def _standardize(x: Tensor, floor: float = 0.1) -> Tensor:
@@ -92,14 +115,19 @@ class Stage1Objective(nn.Module):
         self.register_buffer("axis_index", torch.tensor([a[0] for a in self.axes], dtype=torch.long), persistent=False)
         free = sorted(set(range(self.layout.total)) - {a[0] for a in self.axes})
         self.register_buffer("free_index", torch.tensor(free, dtype=torch.long), persistent=False)
-        unknown = [f for f in cfg.detach_render if f not in self.layout.names]
-        if unknown:
-            raise DemoInputError(f"stage1.detach_render: {unknown} are not factor blocks ({list(self.layout.names)})")
+        for key in ("detach_render", "cycle_factors"):
+            unknown = [f for f in getattr(cfg, key) if f not in self.layout.names]
+            if unknown:
+                raise DemoInputError(f"stage1.{key}: {unknown} are not factor blocks ({list(self.layout.names)})")
         detached = torch.zeros(self.layout.total, dtype=torch.bool)
         for name, sl in self.layout.slices().items():
             detached[sl] = name in cfg.detach_render
         self.register_buffer("render_detached", detached, persistent=False)
-        self.register_buffer("cycle_blocks", cycle_block_rows(self.layout), persistent=False)
+        self.register_buffer("cycle_blocks", block_rows(self.layout, cfg.cycle_factors or None), persistent=False)
+        local = [name for name in self.layout.names if name in LOCALITY_PARTS]
+        self.register_buffer("locality_blocks", block_rows(self.layout, local), persistent=False)
+        self.register_buffer("locality_parts", torch.tensor([LOCALITY_PARTS[n] for n in local] or [0]),
+                             persistent=False)
 
     def _audio_features(self, batch: Stage1Batch, frames: int) -> Tensor:
         rows = []
@@ -126,19 +154,31 @@ class Stage1Objective(nn.Module):
 
     def _cycle(self, recon: Tensor, lam: Tensor, h: Tensor, feats: list[Tensor], noise: Tensor) -> Tensor:
         """Re-encoding consistency (see ``Stage1Config.cycle_step``): frames ``recon`` (n, 3, S, S) rendered from
-        coefficients ``lam`` (n, M) on appearances ``h`` (n, W); row r edits block ``r mod 4`` of lip, pose,
-        gaze, blink by ``cycle_step · σ · noise``; the edited block's errors weigh ``cycle_own``, the others' 1."""
+        coefficients ``lam`` (n, M) on appearances ``h`` (n, W); row r edits block ``r mod B`` of the edited
+        blocks (lip, pose, gaze, blink, or ``cycle_factors``) by ``cycle_step · σ · noise``; the edited block's
+        errors weigh ``cycle_own``, the others' 1."""
         n = lam.shape[0]
-        lam = lam.detach()
-        sigma = lam.std(dim=0).clamp_min(CYCLE_SIGMA_FLOOR)  # (M,)
-        blocks = self.cycle_blocks.to(lam.dtype)  # (B_e, M)
-        mask = blocks[torch.arange(n, device=lam.device) % blocks.shape[0]]  # (n, M): row r edits block r mod B_e
-        delta = self.cfg.cycle_step * sigma * noise.to(lam) * mask  # (n, M)
-        motion = self.mae.motion_from_coefficients(lam + delta)
-        edited = self.mae.render(h + motion, feats, motion=motion)  # (n, 3, S, S)
+        edited, delta, pick, sigma = _edit_one_block(self.mae, self.cfg.cycle_step, lam, h, feats, noise,
+                                                     self.cycle_blocks)
+        mask = self.cycle_blocks.to(delta.dtype)[pick]  # (n, M)
         read, _ = self.mae.coefficients_posterior(torch.cat([recon, edited]).clamp(-1.0, 1.0))  # (2n, M)
         err = ((read[n:] - read[:n] - delta) / sigma) ** 2  # (n, M)
         return (err * (1.0 + (self.cfg.cycle_own - 1.0) * mask)).mean()
+
+    def _locality(self, recon: Tensor, lam: Tensor, h: Tensor, feats: list[Tensor], noise: Tensor, parts: Tensor,
+                  rows: Tensor) -> Tensor:
+        """Edit locality (see ``Stage1Config``): frames ``recon`` (n, 3, S, S) rendered from ``lam`` (n, M) on
+        appearances ``h`` (n, W); row r edits block ``r mod B`` of lip, gaze, blink by ``cycle_step · σ · noise``;
+        ``parts`` (n, 2, S, S) are the mouth and eye maps, ``rows`` (n,) bool the rows that have them.  Mean
+        squared image change outside the edited factor's map, over the rows that have maps."""
+        n = lam.shape[0]
+        edited, _, pick, _ = _edit_one_block(self.mae, self.cfg.cycle_step, lam, h, feats, noise,
+                                             self.locality_blocks)
+        allowed = parts[torch.arange(n, device=lam.device), self.locality_parts[pick]]  # (n, S, S)
+        change = (edited - recon).pow(2).sum(dim=1)  # (n, S, S)
+        per_row = (change * (1.0 - allowed)).flatten(1).mean(dim=1)  # (n,)
+        w = rows.to(per_row.dtype)
+        return (per_row * w).sum() / w.sum().clamp_min(1.0)
 
     def forward(self, batch: Stage1Batch) -> tuple[Tensor, dict[str, Tensor]]:
         cfg, w = self.cfg, self.cfg.weights
@@ -224,6 +264,12 @@ class Stage1Objective(nn.Module):
             cycle = self._cycle(recon, lam_r, h_s.repeat_interleave(F, dim=0), feats, batch.edit.flatten(0, 1))
             loss = loss + w.cycle * cycle
         metrics["cycle"] = cycle.detach()
+        local = zero
+        if w.locality > 0 and batch.edit is not None and batch.parts is not None:
+            local = self._locality(recon, lam_r, h_s.repeat_interleave(F, dim=0), feats, batch.edit.flatten(0, 1),
+                                   batch.parts.flatten(0, 1), batch.parts_mask.repeat_interleave(F))
+            loss = loss + w.locality * local
+        metrics["locality"] = local.detach()
         if self.adversarial is not None and w.adversarial > 0:
             adv = self.adversarial(recon, target)
             loss = loss + w.adversarial * adv

@@ -6,8 +6,9 @@ timestamp: output frame k shows the source frame closest to ``t = k / fps``.  Au
 video's audio track (or a ``<stem>.wav`` beside it), mixed to mono and resampled to 16 kHz, then
 normalised over the whole clip exactly as the pipeline does at inference.  Per-frame labels from
 ``<stem>.labels.npz`` (arrays ``yaw … blink``) are resampled with the same frame indices, and so is an
-optional ``<stem>.regions.npy`` (N, H, W) uint8 feature-region map (mouth and eyes; 255 = inside) that
-stage 1 can weight its reconstruction loss with (:mod:`demo_core.synthetic.regions` writes it).
+optional ``<stem>.regions.npy`` uint8 feature-region map (255 = inside): (N, 2, H, W) mouth and eyes, or
+(N, H, W) their union, that stage 1 weights its reconstruction loss with and keeps one-factor edits inside
+(:mod:`demo_core.synthetic.regions` writes it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Clip:
         frames: (T, S, S, 3) uint8.
         audio: (n,) float32 mono waveform at the model rate, normalised over the clip (zero mean, unit variance).
         labels: label name → (T,) float32 (only the labels the sidecar has).
-        regions: (T, S, S) uint8 feature-region map (0 outside … 255 inside), or None.
+        regions: uint8 feature-region maps (0 outside … 255 inside): (T, 2, S, S) mouth and eyes, (T, S, S)
+            their union only (an older sidecar), or None.
     """
 
     name: str
@@ -202,9 +204,14 @@ def _load_regions(path: Path, frames_shape: tuple, indices: np.ndarray, crop: st
     except (OSError, ValueError) as exc:
         raise DemoInputError(f"{path}: cannot be read as a .npy region map ({exc})") from None
     n, h, w = frames_shape
-    if region.dtype != np.uint8 or region.ndim != 3 or region.shape[1:] != (h, w) or region.shape[0] < n:
-        raise DemoInputError(f"{path}: expected a uint8 array (N, H, W) matching the clip's {n} frames of "
-                             f"{h}x{w}, got {region.dtype} {region.shape}")
-    x = torch.from_numpy(region[indices]).float().div_(255.0)[..., None].expand(-1, -1, -1, 3)  # (T, H, W, 3)
-    x = _resize(_square_crop(x, crop, box), size)[..., 0]
+    if (region.dtype != np.uint8 or region.ndim not in (3, 4) or region.shape[-2:] != (h, w)
+            or region.shape[0] < n or (region.ndim == 4 and region.shape[1] != 2)):
+        raise DemoInputError(f"{path}: expected a uint8 array (N, 2, H, W) or (N, H, W) matching the clip's {n} "
+                             f"frames of {h}x{w}, got {region.dtype} {region.shape}")
+    picked = torch.from_numpy(region[indices]).float().div_(255.0)  # (T, [2,] H, W)
+    maps = picked[:, None] if picked.ndim == 3 else picked  # (T, P, H, W)
+    # each map cropped and resized exactly like an image channel of the frames
+    x = torch.stack([_resize(_square_crop(maps[:, k, :, :, None].expand(-1, -1, -1, 3), crop, box), size)[..., 0]
+                     for k in range(maps.shape[1])], dim=1)  # (T, P, S, S)
+    x = x[:, 0] if picked.ndim == 3 else x
     return (x.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()

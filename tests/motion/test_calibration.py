@@ -183,3 +183,38 @@ def test_calibrate_a_tiny_motion_autoencoder():
     torch.testing.assert_close(cal.rotation.T @ cal.rotation, torch.eye(4, dtype=torch.float64), atol=1e-8, rtol=0)
     assert cal.space(mae.directions().detach()).basis.shape == (8, 4)
     assert torch.isfinite(cal.scores).all() and cal.settings["epsilon"] == [1.0] * 4
+
+
+class _TurnRenderer:
+    """Two directions on a flow grid only: 0 turns the head out of the image plane (features shift by their
+    depth, a dome: not a similarity), 1 opens the mouth."""
+
+    def __init__(self, Q, rest, n=32):
+        self.Q, self.rest, self.p = Q.double(), rest, _grid(n)
+        x, y = self.p[..., 0], self.p[..., 1]
+        depth = 1.0 - 1.5 * (x**2 + y**2)  # the face front moves most, its outline least
+        zero = torch.zeros_like(x)
+        mouth = _gauss(self.p, 0.0, 0.4, 0.18, 0.1)
+        self.f = torch.stack([torch.stack([0.1 * depth, zero], -1),
+                              torch.stack([zero, 0.3 * (y - 0.4) / 0.1 * mouth], -1)])  # (2, n, n, 2)
+
+    def __call__(self, latents):
+        lam = (latents.double() - self.rest) @ self.Q  # (N, 2)
+        return None, self.p - torch.einsum("nm,mhwc->nhwc", lam, self.f)
+
+
+def test_a_turn_out_of_the_image_plane_is_head_motion():
+    Q = orthonormal(6, 2, seed=5, dtype=torch.float64)
+    rest = torch.zeros(6, dtype=torch.float64)
+    render = _TurnRenderer(Q, rest)
+    quad = measure_directions(render, rest, Q, epsilon=0.2)
+    sim = measure_directions(render, rest, Q, epsilon=0.2, head_model="similarity")
+    share = lambda r, i, k: float(r.flow_energy[i, k] / r.flow_energy[i].sum())  # noqa: E731
+    assert share(quad, 0, 0) > 0.99  # the quadratic head field holds the turn
+    assert share(sim, 0, 0) < 0.7 and share(sim, 0, 2) + share(sim, 0, 3) > 0.2  # a similarity leaves depth shifts
+    assert share(quad, 1, 1) > 0.8 and share(quad, 1, 0) < 0.1  # the mouth stays the mouth's
+    cal = calibrate_factors(render, rest, Q)
+    assert cal.directions["pose"] == [0] and cal.directions["lip"] == [1]
+    assert cal.settings["head_model"] == "quadratic"
+    with pytest.raises(DemoInputError, match="head_model"):
+        measure_directions(render, rest, Q, head_model="affine")

@@ -81,6 +81,6 @@ def test_write_clip_can_add_the_region_sidecar(tmp_path):
     clip = generate_clip(_short_speech(0.4), 7, size=32, generator=torch.Generator().manual_seed(1), augment_audio=False)
     write_clip(tmp_path / "clip_00000", clip, regions=True)
     region = np.load(tmp_path / "clip_00000.regions.npy")
-    assert region.shape == (len(clip["params"]), 32, 32) and region.dtype == np.uint8
-    assert 0.01 < float((region > 0).mean()) < 0.15
+    assert region.shape == (len(clip["params"]), 2, 32, 32) and region.dtype == np.uint8  # mouth, eyes
+    assert 0.01 < float((region > 0).any(axis=1).mean()) < 0.15
     assert load_clip(tmp_path / "clip_00000.mp4")["frames"].shape[0] == region.shape[0]

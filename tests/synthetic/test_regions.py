@@ -42,6 +42,24 @@ def test_regions_hold_every_pixel_that_mouth_and_eye_changes_move(seed):
     assert not bool((region & corners).any())
 
 
+@pytest.mark.parametrize("seed", [1, 4])
+def test_region_parts_separate_the_mouth_from_the_eyes(seed):
+    idt = sample_identity(seed)
+    p = _params()
+    parts = feature_regions(p, idt, S, parts=True)
+    assert parts.shape == (3, 2, S, S) and parts.dtype == torch.bool
+    assert torch.equal(parts.any(dim=1), feature_regions(p, idt, S))  # their union is the one-map form
+    assert not bool((parts[:, 0] & parts[:, 1]).any())  # mouth and eyes apart at 64²
+    rows = torch.arange(S, dtype=torch.float32)[:, None]
+    mouth_y, eyes_y = ((m.float() * rows).sum() / m.float().sum() for m in (parts[0, 0], parts[0, 1]))
+    assert float(mouth_y) > float(eyes_y) + 8  # the mouth map lies below the eye map (image y down)
+    base = render(p, idt, S)
+    for change, k in (({"mouth_open": [0.7, 0.0, 0.9], "mouth_width": 0.6}, 0), ({"blink": [0.6, 1.0, 0.2]}, 1),
+                      ({"gaze_x": -0.7, "gaze_y": 0.5}, 1)):
+        moved = (render(p.replace(**change), idt, S) - base).abs().amax(dim=1) > 0.03
+        assert bool(moved.any()) and not bool((moved & ~parts[:, k]).any()), change
+
+
 def test_regions_follow_the_head():
     idt = sample_identity(2)
     left, right = (feature_regions(FrameParams.from_dict({"tx": tx}), idt, S)[0] for tx in (-0.25, 0.25))
@@ -59,8 +77,8 @@ def test_write_regions_from_a_labels_file(tmp_path):
     out = write_regions(f"{stem}.labels.npz")
     assert out == regions_path(stem) and out.is_file()
     saved = np.load(out)
-    assert saved.dtype == np.uint8 and saved.shape == (3, 32, 32) and set(np.unique(saved)) <= {0, 255}
-    assert np.array_equal(saved > 0, feature_regions(p, idt, 32).numpy())
+    assert saved.dtype == np.uint8 and saved.shape == (3, 2, 32, 32) and set(np.unique(saved)) <= {0, 255}
+    assert np.array_equal(saved > 0, feature_regions(p, idt, 32, parts=True).numpy())  # mouth, eyes
     saved[:] = 7
     np.save(out, saved)
     assert write_regions(f"{stem}.labels.npz") is None and np.load(out).max() == 7  # never recomputed silently

@@ -73,6 +73,9 @@ def test_a_config_extends_another_and_the_painter_recipe():
     d["model"]["motion_autoencoder"]["basis_signs"] = "lapack"
     assert d["model"] == b["model"] and d["stage2"]["steps"] == b["stage2"]["steps"]
     assert d["stage2"]["smooth"] == {"pose": 1.5} and b["stage2"]["smooth"] == {"pose": 1.0}
+    local = load_train_config(default_config_path().parent / "demo_synthetic_64_locality.json")
+    assert local.stage1.weights.locality > 0 and local.stage1.weights.cycle == 0
+    assert local.stage1.trainable == painter.stage1.trainable  # encoders frozen: stage 2 stays valid
 
 
 def test_extends_merges_nested_keys_and_rejects_loops(tmp_path):

@@ -166,12 +166,14 @@ def test_decode_reads_the_region_sidecar_with_the_frames_indices_and_crop(clip_f
     assert small.shape == (20, 24, 24) and 0 < int(small.max()) <= 255
 
 
-@pytest.mark.parametrize("bad", ["shape", "dtype", "junk"])
+@pytest.mark.parametrize("bad", ["shape", "parts", "dtype", "junk"])
 def test_a_bad_region_sidecar_is_named(clip_folder, tmp_path, bad):
     video, region = _with_regions(clip_folder, tmp_path)
     path = tmp_path / "clip_00000.regions.npy"
     if bad == "shape":
         np.save(path, region[:, :, :32])
+    elif bad == "parts":
+        np.save(path, np.stack([region] * 3, axis=1))  # three maps per frame
     elif bad == "dtype":
         np.save(path, region.astype(np.float32))
     else:
@@ -197,6 +199,31 @@ def test_regions_survive_the_cache_and_reach_the_stage1_batch(clip_folder, tmp_p
     assert batch.region.shape == (2, 3, 1, 48, 48)
     assert torch.equal(batch.region[0, :, 0], torch.from_numpy(b.clips[0].regions[4:7]).float() / 255.0)
     assert float(batch.region[1].abs().sum()) == 0.0
+    assert batch.parts is None and not bool(batch.parts_mask.any())  # one-map sidecars: no mouth/eye parts
+
+
+def test_two_part_region_sidecars_give_mouth_and_eye_maps(clip_folder, tmp_path):
+    import shutil
+
+    (tmp_path / "data").mkdir()
+    _, union = _with_regions(clip_folder, tmp_path / "data")
+    two = np.zeros((union.shape[0], 2) + union.shape[1:], np.uint8)
+    two[:, 0, 25:40], two[:, 1, 10:25] = union[:, 25:40], union[:, 10:25]  # lower half "mouth", upper "eyes"
+    np.save(tmp_path / "data" / "clip_00000.regions.npy", two)
+    shutil.copy(clip_folder / "clip_00002.mp4", tmp_path / "data" / "clip_00002.mp4")  # no sidecar
+    store = ClipStore.from_folder(tmp_path / "data", size=48, fps=25.0, sampling_rate=16000,
+                                  cache_dir=tmp_path / "cache")
+    idx = np.rint(np.arange(20) / 25.0 * 30.0).astype(int)
+    assert store.clips[0].regions.shape == (20, 2, 48, 48)
+    assert np.array_equal(store.clips[0].regions, two[idx][..., 8:56])  # the frames' indices and crop, per map
+    layout = default_factor_layout()
+    batch = build_stage1_batch(store, torch.tensor([[0, 3, 4], [1, 0, 2]]), frames=3, layout=layout, context=2,
+                               fps=25.0, sampling_rate=16000, jitter=torch.zeros(2, 5),
+                               eps=torch.zeros(2, 3, layout.total))
+    assert batch.parts.shape == (2, 3, 2, 48, 48) and batch.parts_mask.tolist() == [True, False]
+    parts = torch.from_numpy(store.clips[0].regions[4:7]).float() / 255.0
+    assert torch.equal(batch.parts[0], parts) and float(batch.parts[1].abs().sum()) == 0.0
+    assert torch.equal(batch.region[0, :, 0], parts.amax(dim=1))  # the reconstruction weight: their union
 
 
 def test_smooth_cache_filters_only_the_named_factor():

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
 from demo_core.cli import main
+from demo_core.errors import DemoInputError
 from demo_core.io.checkpoints import read_tensor_file
 from demo_core.models.demo_model import DemoModel
 from demo_core.models.loader import load_model
@@ -186,6 +189,8 @@ def test_detach_render_keeps_the_reconstruction_out_of_a_factor_encoder(tiny_tra
     assert any(not torch.equal(a[k], b[k]) for k in lip)  # the lip encoder learns through the render
     with pytest.raises(ValueError, match="detach_render"):
         train_stage1(tiny_train_config(stage1__steps=1, stage1__detach_render=["hair"]), tmp_path / "bad", log=quiet)
+    with pytest.raises(ValueError, match="cycle_factors"):
+        train_stage1(tiny_train_config(stage1__steps=1, stage1__cycle_factors=["hair"]), tmp_path / "bad2", log=quiet)
 
 
 class _LinearRenderer:
@@ -211,7 +216,7 @@ def test_the_re_encoding_term_is_zero_for_a_faithful_renderer_and_measures_leaks
 
     from demo_core.motion.factors import default_factor_layout
     from demo_core.train.config import Stage1Config
-    from demo_core.train.objectives import CYCLE_SIGMA_FLOOR, Stage1Objective, cycle_block_rows
+    from demo_core.train.objectives import CYCLE_SIGMA_FLOOR, Stage1Objective, block_rows
 
     layout = default_factor_layout()  # lip 6, pose 6, gaze 2, blink 1, residual 5
     g = torch.Generator().manual_seed(0)
@@ -220,8 +225,8 @@ def test_the_re_encoding_term_is_zero_for_a_faithful_renderer_and_measures_leaks
     noise = torch.randn(8, 20, generator=g, dtype=torch.float64)
     h = torch.zeros(8, 40, dtype=torch.float64)
 
-    def term(a, step=1.0, own=1.0):
-        fake = SimpleNamespace(mae=_LinearRenderer(q, a), layout=layout, cycle_blocks=cycle_block_rows(layout),
+    def term(a, step=1.0, own=1.0, factors=None):
+        fake = SimpleNamespace(mae=_LinearRenderer(q, a), layout=layout, cycle_blocks=block_rows(layout, factors),
                                cfg=Stage1Config(cycle_step=step, cycle_own=own))
         recon = fake.mae.render(None, [], motion=fake.mae.motion_from_coefficients(lam))
         return float(Stage1Objective._cycle(fake, recon, lam, h, [], noise))
@@ -238,6 +243,91 @@ def test_the_re_encoding_term_is_zero_for_a_faithful_renderer_and_measures_leaks
     assert term(0.5 * eye) > term(0.9 * eye) > 0  # an edit rendered at half strength reads back too small
     assert term(0.5 * eye, own=3.0) == pytest.approx(3.0 * term(0.5 * eye))  # errors in the edited block only
     assert term(leak, own=3.0) == pytest.approx(term(leak))  # errors in another block only
+    assert term(leak, factors=["gaze"]) < 1e-20  # only gaze is edited: the pose leak is not exercised
+    gaze_leak = eye.clone()
+    gaze_leak[12, 14] = 0.5  # gaze x moves the blink coefficient
+    assert term(gaze_leak, factors=["gaze"]) > 0 and term(gaze_leak, factors=["lip", "blink"]) < 1e-20
+
+
+class _PatternRenderer:
+    """Stand-in auto-encoder for the locality term: coefficient k paints pattern ``P[k]`` (3, S, S) linearly."""
+
+    def __init__(self, q, patterns):
+        self.q, self.p = q, patterns
+
+    def motion_from_coefficients(self, lam):
+        return lam @ self.q.T
+
+    def render(self, latent, feats, *, motion):
+        return torch.einsum("nm,mchw->nchw", motion @ self.q, self.p)
+
+
+def test_the_locality_term_is_zero_for_local_edits_and_measures_what_spills():
+    from types import SimpleNamespace
+
+    from demo_core.motion.factors import default_factor_layout
+    from demo_core.train.config import Stage1Config
+    from demo_core.train.objectives import CYCLE_SIGMA_FLOOR, LOCALITY_PARTS, Stage1Objective, block_rows
+
+    layout = default_factor_layout()  # lip 0-5, pose 6-11, gaze 12-13, blink 14, residual 15-19
+    S, n = 8, 6
+    g = torch.Generator().manual_seed(0)
+    q = torch.linalg.qr(torch.randn(40, 20, generator=g, dtype=torch.float64))[0]
+    lam = torch.randn(n, 20, generator=g, dtype=torch.float64)
+    noise = torch.randn(n, 20, generator=g, dtype=torch.float64)
+    parts = torch.zeros(n, 2, S, S, dtype=torch.float64)
+    parts[:, 0, 5:] = 1.0  # mouth: rows 5-7
+    parts[:, 1, :3] = 1.0  # eyes: rows 0-2
+    patterns = torch.randn(20, 3, S, S, generator=g, dtype=torch.float64)
+    patterns[:6] *= parts[0, 0]  # lip draws in the mouth only
+    patterns[12:15] *= parts[0, 1]  # gaze and blink in the eyes only (pose and residual anywhere)
+    names = [b for b in layout.names if b in LOCALITY_PARTS]
+    cfg = Stage1Config(cycle_step=0.5)
+
+    def term(pat, rows=torch.ones(n, dtype=torch.bool)):
+        fake = SimpleNamespace(mae=_PatternRenderer(q, pat), cfg=cfg, locality_blocks=block_rows(layout, names),
+                               locality_parts=torch.tensor([LOCALITY_PARTS[b] for b in names]))
+        recon = fake.mae.render(None, [], motion=fake.mae.motion_from_coefficients(lam))
+        h = torch.zeros(n, 40, dtype=torch.float64)
+        return float(Stage1Objective._locality(fake, recon, lam, h, [], noise, parts, rows))
+
+    assert names == ["lip", "gaze", "blink"] and term(patterns) < 1e-24
+    spill = patterns.clone()
+    spill[14, :, 3:5] = 1.0  # the blink coefficient also paints rows 3-4 (outside the eyes), all channels
+    sigma = lam.std(dim=0).clamp_min(CYCLE_SIGMA_FLOOR)
+    delta = 0.5 * sigma[14] * noise[[2, 5], 14]  # rows 2 and 5 edit blink (row r edits block r mod 3)
+    expected = float((delta**2 * 3 * 2 * S).sum() / (S * S) / n)  # 3 channels × 2 rows × S columns per pixel row
+    assert term(spill) == pytest.approx(expected, rel=1e-9)
+    rows = torch.tensor([False, False, True, False, False, False])  # only row 2 has maps
+    assert term(spill, rows) == pytest.approx(float(delta[0] ** 2 * 3 * 2 * S / (S * S)), rel=1e-9)
+    mouth_leak = patterns.clone()
+    mouth_leak[:6, :, :3] = 1.0  # lip coefficients also paint the eyes
+    assert term(mouth_leak) > 0
+
+
+def test_stage1_locality_term_trains_and_needs_two_part_maps(tiny_train_config, clip_folder, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        for suffix in (".mp4", ".labels.npz"):
+            if (clip_folder / f"clip_{i:05d}{suffix}").is_file():
+                shutil.copy(clip_folder / f"clip_{i:05d}{suffix}", data / f"clip_{i:05d}{suffix}")
+    cfg = tiny_train_config(stage1__steps=10, data__root=str(data), data__cache_dir=None)
+    cfg.stage1.weights.locality = 50.0
+    with pytest.raises(DemoInputError, match="two-part"):
+        train_stage1(cfg, tmp_path / "none", log=lambda _m: None)
+    for i in range(3):  # a mouth band and an eye band in every frame (64×48 clips of 24 frames)
+        maps = np.zeros((24, 2, 48, 64), np.uint8)
+        maps[:, 0, 30:42, 20:44], maps[:, 1, 8:20, 12:52] = 255, 255
+        np.save(data / f"clip_{i:05d}.regions.npy", maps)
+    plain = tiny_train_config(stage1__steps=12, data__root=str(data), data__cache_dir=None)
+    init = train_stage1(plain, tmp_path / "plain", log=lambda _m: None)  # a renderer whose edits spill
+    train_stage1(cfg, tmp_path / "run", init=init, log=lambda _m: None)
+    c = _logged(tmp_path / "run", "locality")
+    assert all(v > 0 for v in c) and sum(c[-3:]) < sum(c[:3]), c
+    assert _logged(tmp_path / "run", "cycle") == [0.0] * 10
 
 
 def test_stage1_re_encoding_term_trains(tiny_train_config, tmp_path):
