@@ -11,6 +11,10 @@
 * **disentanglement** — each factor's block is moved by a probe-calibrated step (``edit_std`` standard
   deviations of its strongest parameter, towards the data mean), rendered and re-encoded; ``leakage.f->g``
   is g's RMS change as a fraction of f's own (both in standard deviations); plus DCI purity per block;
+  ``encoder_leakage.f->g`` (for information) is the same ratio for the encoders alone: the synthetic renderer
+  draws each frame again with f's strongest parameter (``STRONGEST``) moved by ``edit_std`` label standard
+  deviations towards the data mean, and both ground-truth frames are encoded and read by the probe — the part of
+  the leakage no renderer can remove (the encoders read one factor's pixels as another factor);
 * **lip sync** — motion sampled from each clip's audio through :mod:`demo_core.pipeline` (source = first
   frame, fixed seed), mouth opening read by the probe, Pearson r and cross-correlation lag vs the labels;
 * **pose control** — pose.yaw set through the axis to each of ``YAW_TARGETS`` on encoded test frames
@@ -46,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -64,12 +69,13 @@ from ..motion.render_axes import portrait_render_layout
 from ..motion.keyframes import evaluate_keyframes, parse_keyframes
 from ..motion.length_matching import match_length
 from ..pipeline import GenerationSettings, encode_audio, encode_portrait, make_generator, sample_motion
-from .dataset import list_clips, load_clip
+from .dataset import list_clips, load_clip, load_identity
+from .head import HeadRenderer
 from .metrics import (LinearProbe, angle_error, block_purity, cross_correlation_lag, dci_scores, fit_linear_probe,
                       leakage_ratio, motion_smoothness, pearson_correlation, psnr, r2_score)
-from .params import FACTOR_NAMES, PARAM_NAMES
+from .params import FACTOR_NAMES, PARAM_NAMES, FrameParams
 
-__all__ = ["Target", "METRIC_TARGETS", "YAW_TARGETS", "KEYFRAME_JSON", "CALIBRATION_EPSILON_STD",
+__all__ = ["Target", "METRIC_TARGETS", "YAW_TARGETS", "STRONGEST", "KEYFRAME_JSON", "CALIBRATION_EPSILON_STD",
            "CALIBRATION_ACTIVE_FRACTION", "run_benchmark"]
 
 FACTORS = tuple(FACTOR_NAMES)  # lip, pose, gaze, blink
@@ -77,6 +83,7 @@ COLS = {f: [PARAM_NAMES.index(p) for p in names] for f, names in FACTOR_NAMES.it
 ANGLES = [PARAM_NAMES.index(p) for p in ("yaw", "pitch", "roll")]
 YAW, MOUTH = PARAM_NAMES.index("yaw"), PARAM_NAMES.index("mouth_open")
 YAW_TARGETS = (-20.0, -10.0, 10.0, 20.0)
+STRONGEST = {"lip": "mouth_open", "pose": "yaw", "gaze": "gaze_x", "blink": "blink"}  # encoder-leakage edits
 KEYFRAME_TIME, KEYFRAME_YAW = 3.0, 15.0
 PROBE_RIDGE = 1e-3
 KEYFRAME_JSON = '{"pose.yaw": {"mode": "absolute", "interp": "smooth", "keys": [[0.0, 0.0], [3.0, 15.0]]}}'
@@ -108,6 +115,7 @@ def _targets() -> dict[str, Target | None]:
     t.update({f"axis_mae.{p}": Target("<", 2.0, "deg") if p in ("yaw", "pitch", "roll") else None
               for p in PARAM_NAMES})
     t.update({f"leakage.{f}->{g}": Target("<", 0.05) for f in FACTORS for g in FACTORS if g != f})
+    t.update({f"encoder_leakage.{f}->{g}": None for f in FACTORS for g in FACTORS if g != f})
     t.update({f"edit_gain.{f}": Target(">=", 0.5) for f in FACTORS})
     t.update({f"dci_purity.{f}": Target(">=", 0.9) for f in FACTORS})
     t.update({f"identity_share.{f}": None for f in FACTORS})
@@ -257,6 +265,38 @@ def _edit_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, frames: int
     return {"metrics": out, "effect_std": effect}
 
 
+def _encoder_leakage_section(b: _Bench, clips: list[_Clip], stems: list[Path], calib: LinearProbe, frames: int,
+                              edit_std: float) -> dict:
+    """Leakage of the encoders alone, on frames drawn by the synthetic renderer (see the module doc):
+    ``{"metrics": {"encoder_leakage.f->g"}, "effect_std": f → g → RMS read-out change in standard deviations}``."""
+    sq = {f: {g: 0.0 for g in FACTORS} for f in FACTORS}
+    count = 0
+    for i, (clip, stem) in enumerate(zip(clips, stems)):
+        with np.load(f"{stem}.labels.npz", allow_pickle=False) as z:
+            identity = load_identity({k: z[k] for k in z.files})
+        renderer = HeadRenderer(identity, clip.frames.shape[-1], b.device)
+        idx = _frame_subset(clip.params.shape[0], frames, b.device)
+        params = clip.params[idx]  # (K, 12)
+
+        def read(p: Tensor) -> Tensor:
+            frame = renderer.render(FrameParams.from_dict({n: p[:, k] for k, n in enumerate(PARAM_NAMES)}))
+            return calib.standardize(b.read(i, b.encode(frame.to(b.device) * 2.0 - 1.0)[1]))  # (K, 12)
+
+        z_base = read(params)
+        for f in FACTORS:
+            j = PARAM_NAMES.index(STRONGEST[f])
+            sign = torch.where(calib.standardize(params)[:, j] > 0, -1.0, 1.0).to(params)  # towards the mean
+            moved = params.clone()
+            moved[:, j] += sign * edit_std * float(calib.y_std[j])
+            delta = read(moved) - z_base
+            for h in FACTORS:
+                sq[f][h] += float((delta[:, COLS[h]].double() ** 2).mean(1).sum())
+        count += int(idx.numel())
+    effect = {f: {h: math.sqrt(sq[f][h] / max(count, 1)) for h in FACTORS} for f in FACTORS}
+    return {"metrics": {f"encoder_leakage.{f}->{h}": float(leakage_ratio(effect[f][h], effect[f][f]))
+                        for f in FACTORS for h in FACTORS if h != f}, "effect_std": effect}
+
+
 def _yaw_section(b: _Bench, clips: list[_Clip], motions: list[Tensor], frames: int) -> tuple[dict, dict]:
     """Set pose.yaw to each of ``YAW_TARGETS`` on a few frames of every clip's motion (T, W), render,
     re-encode and read the yaw back through the encoder's axis and through the probe (errors in degrees)."""
@@ -360,9 +400,13 @@ def run_benchmark(model, test_dir: str | Path, *, num_clips: int = 12, seed: int
         m2, d["factor_calibration"] = _calibration_section(b, clips)
         m.update(m2)
         lap("calibration")
-        edits = _edit_section(b, clips, d.pop("calibration"), frames_per_clip, edit_std)
+        calib = d.pop("calibration")
+        edits = _edit_section(b, clips, calib, frames_per_clip, edit_std)
         m.update(edits["metrics"])
         d["edit_effect_std"] = edits["effect_std"]
+        enc = _encoder_leakage_section(b, clips, stems, calib, frames_per_clip, edit_std)
+        m.update(enc["metrics"])
+        d["encoder_edit_effect_std"] = enc["effect_std"]
         m2, d["yaw_readback"] = _yaw_section(b, clips, [b.mae.motion_from_coefficients(c.lam) for c in clips],
                                              frames_per_clip)
         m.update(m2)

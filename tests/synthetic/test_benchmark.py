@@ -53,8 +53,10 @@ def test_run_benchmark_returns_every_metric(test_split, model):
         assert (entry["target"] is None) == (entry["ok"] is None) == (METRIC_TARGETS[name] is None)
     assert res["clips"] == ["clip_00000", "clip_00001"]
     for key in ("probe_r2", "axis_readout", "dci", "edit_effect_std", "yaw_readback", "yaw_readback_generated",
-                "lip_sync", "keyframe", "driven", "smoothness", "factor_calibration"):
+                "lip_sync", "keyframe", "driven", "smoothness", "factor_calibration", "encoder_edit_effect_std"):
         assert key in res["details"], key
+    enc = res["details"]["encoder_edit_effect_std"]  # ground-truth frames redrawn: mouth and head edits read back
+    assert set(enc) == {"lip", "pose", "gaze", "blink"} and enc["lip"]["lip"] > 0 and enc["pose"]["pose"] > 0, enc
     calib = res["details"]["factor_calibration"]
     assert [r["direction"] for r in calib["directions"]] == list(range(model.cfg.factors.total))
     for block in ("pose", "lip", "eyes"):
