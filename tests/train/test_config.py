@@ -74,7 +74,7 @@ def test_a_config_extends_another_and_the_painter_recipe():
     assert d["model"] == b["model"] and d["stage2"]["steps"] == b["stage2"]["steps"]
     assert d["stage2"]["smooth"] == {"pose": 1.5} and b["stage2"]["smooth"] == {"pose": 1.0}
     local = load_train_config(default_config_path().parent / "demo_synthetic_64_locality.json")
-    assert local.stage1.weights.locality > 0 and local.stage1.weights.cycle == 0
+    assert local.stage1.weights.locality > 0 and local.stage1.cycle_factors == ("gaze", "blink")
     assert local.stage1.trainable == painter.stage1.trainable  # encoders frozen: stage 2 stays valid
 
 
