@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -71,6 +70,7 @@ from ..motion.length_matching import match_length
 from ..pipeline import GenerationSettings, encode_audio, encode_portrait, make_generator, sample_motion
 from .dataset import list_clips, load_clip, load_identity
 from .head import HeadRenderer
+from .identity import Identity
 from .metrics import (LinearProbe, angle_error, block_purity, cross_correlation_lag, dci_scores, fit_linear_probe,
                       leakage_ratio, motion_smoothness, pearson_correlation, psnr, r2_score)
 from .params import FACTOR_NAMES, PARAM_NAMES, FrameParams
@@ -142,6 +142,7 @@ class _Clip:
     params: Tensor  # (T, 12) ground truth, PARAM_NAMES order
     waveform: Tensor  # (n,)
     sample_rate: int
+    identity: Identity | None  # the synthetic face (None when the labels do not store it)
     lam: Tensor  # (T, M) encoded coefficients
     h: Tensor  # (1, W) appearance of frame 0
     feats: list  # encoder features of frame 0
@@ -215,8 +216,10 @@ def _load(stem: Path, size: int, device) -> dict:
     frames = clip["frames"]
     if frames.shape[-1] != size or frames.shape[-2] != size:
         frames = F.interpolate(frames, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    identity = load_identity(clip["labels"]) if "identity_json" in clip["labels"] else None
     return {"name": stem.name, "frames": (frames * 2.0 - 1.0).to(device), "waveform": clip["waveform"],
-            "params": clip["params"].as_tensor().to(device), "sample_rate": int(clip["sample_rate"])}
+            "params": clip["params"].as_tensor().to(device), "sample_rate": int(clip["sample_rate"]),
+            "identity": identity}
 
 
 def _frame_subset(T: int, k: int, device) -> Tensor:
@@ -236,6 +239,21 @@ def _edit_step(probe: LinearProbe, block: slice, cols: list[int]) -> tuple[Tenso
     return u, u @ A
 
 
+def _add_squares(sq: dict, f: str, delta: Tensor) -> None:
+    """Accumulate into ``sq[f][h]`` the squared read-out change ``delta`` (K, 12) (standard deviations) of every
+    factor h, mean over h's parameters, summed over the K frames."""
+    for h in FACTORS:
+        sq[f][h] += float((delta[:, COLS[h]].double() ** 2).mean(1).sum())
+
+
+def _leakage(sq: dict, count: dict, prefix: str) -> tuple[dict, dict]:
+    """RMS effects ``f → h`` from the accumulated squares over ``count[f]`` frames, and the ratios
+    ``{prefix}.f->h`` = h's effect / f's own."""
+    effect = {f: {h: math.sqrt(sq[f][h] / max(count[f], 1)) for h in FACTORS} for f in FACTORS}
+    return effect, {f"{prefix}.{f}->{h}": float(leakage_ratio(effect[f][h], effect[f][f])) for f in FACTORS
+                    for h in FACTORS if h != f}
+
+
 def _edit_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, frames: int, edit_std: float) -> dict:
     sq = {f: {g: 0.0 for g in FACTORS} for f in FACTORS}
     count = {f: 0 for f in FACTORS}
@@ -252,29 +270,26 @@ def _edit_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, frames: int
             edited = lam.clone()
             edited[:, b.slices[f]] += sign[:, None] * (step * u).to(lam)
             delta = calib.standardize(b.read(i, b.reencode(clip, b.mae.motion_from_coefficients(edited)))) - z_base
-            for h in FACTORS:
-                sq[f][h] += float((delta[:, COLS[h]].double() ** 2).mean(1).sum())
+            _add_squares(sq, f, delta)
             count[f] += int(idx.numel())
             intended[f] += float(((step * g) ** 2).mean()) * int(idx.numel())
-    effect = {f: {h: math.sqrt(sq[f][h] / max(count[f], 1)) for h in FACTORS} for f in FACTORS}
-    out = {f"leakage.{f}->{h}": float(leakage_ratio(effect[f][h], effect[f][f])) for f in FACTORS for h in FACTORS
-           if h != f}
+    effect, out = _leakage(sq, count, "leakage")
     for f in FACTORS:
         want = math.sqrt(intended[f] / max(count[f], 1))
         out[f"edit_gain.{f}"] = effect[f][f] / want if want > 0 else math.nan
     return {"metrics": out, "effect_std": effect}
 
 
-def _encoder_leakage_section(b: _Bench, clips: list[_Clip], stems: list[Path], calib: LinearProbe, frames: int,
-                              edit_std: float) -> dict:
-    """Leakage of the encoders alone, on frames drawn by the synthetic renderer (see the module doc):
+def _encoder_leakage_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, frames: int, edit_std: float) -> dict:
+    """Leakage of the encoders alone, on frames drawn by the synthetic renderer (see the module doc; clips whose
+    labels do not store the face are skipped):
     ``{"metrics": {"encoder_leakage.f->g"}, "effect_std": f → g → RMS read-out change in standard deviations}``."""
     sq = {f: {g: 0.0 for g in FACTORS} for f in FACTORS}
     count = 0
-    for i, (clip, stem) in enumerate(zip(clips, stems)):
-        with np.load(f"{stem}.labels.npz", allow_pickle=False) as z:
-            identity = load_identity({k: z[k] for k in z.files})
-        renderer = HeadRenderer(identity, clip.frames.shape[-1], b.device)
+    for i, clip in enumerate(clips):
+        if clip.identity is None:
+            continue
+        renderer = HeadRenderer(clip.identity, clip.frames.shape[-1], b.device)
         idx = _frame_subset(clip.params.shape[0], frames, b.device)
         params = clip.params[idx]  # (K, 12)
 
@@ -288,13 +303,10 @@ def _encoder_leakage_section(b: _Bench, clips: list[_Clip], stems: list[Path], c
             sign = torch.where(calib.standardize(params)[:, j] > 0, -1.0, 1.0).to(params)  # towards the mean
             moved = params.clone()
             moved[:, j] += sign * edit_std * float(calib.y_std[j])
-            delta = read(moved) - z_base
-            for h in FACTORS:
-                sq[f][h] += float((delta[:, COLS[h]].double() ** 2).mean(1).sum())
+            _add_squares(sq, f, read(moved) - z_base)
         count += int(idx.numel())
-    effect = {f: {h: math.sqrt(sq[f][h] / max(count, 1)) for h in FACTORS} for f in FACTORS}
-    return {"metrics": {f"encoder_leakage.{f}->{h}": float(leakage_ratio(effect[f][h], effect[f][f]))
-                        for f in FACTORS for h in FACTORS if h != f}, "effect_std": effect}
+    effect, out = _leakage(sq, {f: count for f in FACTORS}, "encoder_leakage")
+    return {"metrics": out, "effect_std": effect}
 
 
 def _yaw_section(b: _Bench, clips: list[_Clip], motions: list[Tensor], frames: int) -> tuple[dict, dict]:
@@ -404,7 +416,7 @@ def run_benchmark(model, test_dir: str | Path, *, num_clips: int = 12, seed: int
         edits = _edit_section(b, clips, calib, frames_per_clip, edit_std)
         m.update(edits["metrics"])
         d["edit_effect_std"] = edits["effect_std"]
-        enc = _encoder_leakage_section(b, clips, stems, calib, frames_per_clip, edit_std)
+        enc = _encoder_leakage_section(b, clips, calib, frames_per_clip, edit_std)
         m.update(enc["metrics"])
         d["encoder_edit_effect_std"] = enc["effect_std"]
         m2, d["yaw_readback"] = _yaw_section(b, clips, [b.mae.motion_from_coefficients(c.lam) for c in clips],

@@ -218,7 +218,7 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
     """
     axes = supervised_axes(layout)
     spf = sampling_rate / fps
-    src, drv, audio, a_frames, a_off, tgt, msk, gaze_mask, reg, parts, has_parts = ([] for _ in range(11))
+    src, drv, audio, a_frames, a_off, tgt, msk, gaze_mask, reg, parts = ([] for _ in range(10))
     for c, s, k0 in picks.tolist():
         clip = store.clips[c]
         T = clip.num_frames
@@ -230,8 +230,7 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
         two = maps is not None and maps.ndim == 4  # (F, 2, S, S) mouth, eyes; else (F, S, S) their union
         reg.append(torch.zeros(frames, 1, S, S) if maps is None
                    else maps.amax(dim=1, keepdim=True) if two else maps[:, None])
-        parts.append(maps if two else torch.zeros(frames, 2, S, S))
-        has_parts.append(two)
+        parts.append(maps if two else None)
         s0, s1 = max(0, k0 - context), min(T, k0 + frames + context)
         audio.append(torch.from_numpy(clip.audio[int(round(s0 * spf)): int(round(s1 * spf))].copy()))
         a_frames.append(s1 - s0)
@@ -250,8 +249,9 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
     return Stage1Batch(source=torch.stack(src), driving=driving, audio=audio, audio_frames=a_frames,
                        audio_offset=a_off, targets=torch.stack(tgt), target_mask=torch.stack(msk), gaze_view=view,
                        gaze_view_mask=torch.tensor(gaze_mask), eps=eps, region=torch.stack(reg), edit=edit,
-                       parts=torch.stack(parts) if any(has_parts) else None,
-                       parts_mask=torch.tensor(has_parts, dtype=torch.bool))
+                       parts=None if all(p is None for p in parts) else
+                       torch.stack([torch.zeros(frames, 2, S, S) if p is None else p for p in parts]),
+                       parts_mask=torch.tensor([p is not None for p in parts], dtype=torch.bool))
 
 
 # ---------------------------------------------------------------------------------------------- stage 2
