@@ -90,6 +90,7 @@ class Stage1Weights:
     adversarial: float = 0.0  # generator adversarial loss (needs an adversarial hook; off by default)
     cycle: float = 0.0  # re-encoding consistency of one-factor edits (see Stage1Config.cycle_step)
     locality: float = 0.0  # lip edits stay in the mouth, gaze/blink edits in the eyes (see Stage1Config.cycle_step)
+    counterfactual: float = 0.0  # encoders on frames redrawn with one factor swapped (synthetic clips; Stage1Config)
 
 
 @dataclass
@@ -156,6 +157,15 @@ class Stage1Config(_Common):
     image change outside that factor's map (mouth for lip, eyes for gaze and blink; two-part
     ``<stem>.regions.npy`` sidecars) is penalised (mean over pixels, images in [-1, 1]).  Unlike the
     re-encoding term it does not involve the encoders, so the eyelids may still move the gaze read-out.
+
+    The counterfactual term (``weights.counterfactual``) trains the encoders on pairs that differ in one factor
+    only, which the synthetic renderer draws exactly: every driving frame of a synthetic clip (its sidecar stores
+    the face) is drawn again with the parameters of one factor (lip, pose, gaze or blink, at random) taken from a
+    random frame of a random clip; the coefficients of every other block read from it must equal the driving
+    frame's (squared change in units of the batch spread σ of each coefficient, floored like the cycle edits;
+    mean over each block, then over the other blocks) and its labelled axes must read the new labels
+    (``label_loss``).  It removes what the encoders alone leak: a yaw change read as gaze or blink, a mouth change
+    read as gaze (the benchmark's ``encoder_leakage``).
     """
 
     frames: int = 4

@@ -7,7 +7,8 @@
   consecutive driving frames, the audio segment around them (with enough context that its features equal
   the full-clip features), label targets in coefficient units, a photometric second view for the gaze
   contrastive loss where there are no gaze labels, the feature-region maps of the driving frames (zero for a
-  clip without a ``.regions.npy`` sidecar) and the VAE noise.
+  clip without a ``.regions.npy`` sidecar), the VAE noise, and on request the counterfactual frames: a synthetic
+  clip's driving frames drawn again by its renderer with one factor's parameters taken from another frame.
 * Stage 2: :func:`encode_stage2_cache` encodes every frame with the frozen stage-1 model (posterior means)
   and the audio features of every clip; :func:`sample_stage2_batch` cuts prefix + window pairs from it.
 """
@@ -34,7 +35,7 @@ from .video import LABEL_NAMES, VIDEO_SUFFIXES, Clip, decode_clip
 __all__ = ["ClipStore", "Stage1Batch", "supervised_axes", "sample_stage1_picks", "build_stage1_batch",
            "Stage2Cache", "encode_stage2_cache", "smooth_cache", "Stage2Batch", "sample_stage2_batch", "slice_batch"]
 
-_CACHE_VERSION = "clip-v1"
+_CACHE_VERSION = "clip-v2"
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
@@ -60,6 +61,7 @@ class ClipStore:
         if not clips:
             raise DemoInputError("ClipStore: no usable clips")
         self.clips = clips
+        self._renderers: dict = {}
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -104,12 +106,27 @@ class ClipStore:
             with np.load(cached, allow_pickle=False) as z:
                 labels = {k[len("label_"):]: z[k] for k in z.files if k.startswith("label_")}
                 regions = z["regions"] if "regions" in z.files else None
-                return Clip(name=path.stem, frames=z["frames"], audio=z["audio"], labels=labels, regions=regions)
+                return Clip(name=path.stem, frames=z["frames"], audio=z["audio"], labels=labels, regions=regions,
+                            identity=str(z["identity"]), identity_size=int(z["identity_size"]))
         clip = decode_clip(path, size=size, fps=fps, sampling_rate=sampling_rate, crop=crop, regions=regions)
         extra = {} if clip.regions is None else {"regions": clip.regions}
-        _atomic_savez(cached, frames=clip.frames, audio=clip.audio, **extra,
-                      **{f"label_{k}": v for k, v in clip.labels.items()})
+        _atomic_savez(cached, frames=clip.frames, audio=clip.audio, **extra, identity=np.array(clip.identity),
+                      identity_size=np.int64(clip.identity_size), **{f"label_{k}": v for k, v in clip.labels.items()})
         return clip
+
+    def renderer(self, index: int):
+        """The synthetic renderer of clip ``index``'s face (:class:`~demo_core.synthetic.head.HeadRenderer` at its
+        source size), made once; None for a clip without a face or without all of its frame parameters."""
+        from ..synthetic.dataset import load_identity
+        from ..synthetic.head import HeadRenderer
+        from ..synthetic.params import PARAM_NAMES
+
+        if index not in self._renderers:
+            clip = self.clips[index]
+            whole = clip.identity and all(n in clip.labels for n in PARAM_NAMES)
+            self._renderers[index] = (HeadRenderer(load_identity({"identity_json": clip.identity}), clip.identity_size)
+                                      if whole else None)
+        return self._renderers[index]
 
 
 def _to_model_frames(frames: np.ndarray) -> Tensor:
@@ -170,6 +187,10 @@ class Stage1Batch:
     parts: Tensor | None = None  # (b, F, 2, S, S) mouth and eye maps in [0, 1] (0 for a sample without a two-part
     # sidecar; None when no sample of the batch has one)
     parts_mask: Tensor | None = None  # (b,) bool: the sample's clip has a two-part sidecar
+    counter: Tensor | None = None  # (b, F, 3, S, S) the driving frames drawn again by the synthetic renderer with
+    # one factor's parameters taken from another frame (weights.counterfactual); None when not asked for
+    counter_block: Tensor | None = None  # (b, F) int64 index in the layout of the swapped factor (-1: no frame)
+    counter_targets: Tensor | None = None  # (b, F, K) label targets of the counterfactual frames
 
     def to(self, device) -> "Stage1Batch":
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -200,9 +221,64 @@ def _jitter(frames: Tensor, params: Tensor) -> Tensor:
     return ((frames - mean) * contrast + mean + bright).mul(gain.view(1, 3, 1, 1)).clamp(-1.0, 1.0)
 
 
+def _label_targets(labels: dict, idx, axes, layout: FactorLayout, frames: int) -> tuple[Tensor, Tensor]:
+    """(F, K) targets in coefficient units and (F, K) bool mask of the supervised ``axes`` for label arrays
+    ``labels`` (name → (T,)) at frames ``idx``."""
+    t = torch.zeros(frames, len(axes))
+    m = torch.zeros(frames, len(axes), dtype=torch.bool)
+    for j, (_, block, axis, label) in enumerate(axes):
+        if label in labels:
+            t[:, j] = torch.as_tensor(layout.block(block).axis_coefficient(axis, labels[label][idx]))
+            m[:, j] = True
+    return t, m
+
+
+def _counterfactual(store: ClipStore, c: int, idx: np.ndarray, u: Tensor, layout: FactorLayout, axes,
+                    size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Clip ``c``'s frames ``idx`` (F,) drawn again by its synthetic renderer, each with one factor's parameters
+    (factor ``u[k, 2]`` of lip, pose, gaze, blink in the layout) taken from frame ``u[k, 1]`` of clip ``u[k, 0]``
+    (uniform numbers (F, 3)).
+
+    Returns:
+        ``(frames (F, 3, S, S) in [-1, 1] (rounded to 8 bits like the data), swapped block's index in the layout
+        (F,) (-1 where the clip or the donor has no face or parameters: zero frame), label targets (F, K))``.
+    """
+    from ..synthetic.params import FACTOR_NAMES, PARAM_NAMES, FrameParams
+    from .video import _resize
+
+    F = len(idx)
+    out, block = torch.zeros(F, 3, size, size), torch.full((F,), -1, dtype=torch.long)
+    targets = torch.zeros(F, len(axes))
+    renderer = store.renderer(c)
+    factors = [name for name in layout.names if name in FACTOR_NAMES]
+    if renderer is None or not factors:
+        return out, block, targets
+    clip = store.clips[c]
+    values = {n: np.asarray(clip.labels[n][idx], dtype=np.float32).copy() for n in PARAM_NAMES}
+    ok = []
+    for k in range(F):
+        d = min(int(u[k, 0] * len(store)), len(store) - 1)
+        donor = store.clips[d]
+        f = factors[min(int(u[k, 2] * len(factors)), len(factors) - 1)]
+        if store.renderer(d) is None:
+            continue
+        j = min(int(u[k, 1] * donor.num_frames), donor.num_frames - 1)
+        for n in FACTOR_NAMES[f]:
+            values[n][k] = donor.labels[n][j]
+        block[k] = layout.names.index(f)
+        ok.append(k)
+    if ok:
+        params = FrameParams.from_dict({n: torch.from_numpy(v[ok]) for n, v in values.items()})
+        x = renderer.render(params).permute(0, 2, 3, 1)  # (n, R, R, 3) in [0, 1]
+        x = _resize(x, size) if x.shape[1] != size else x
+        out[ok] = _to_model_frames((x.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy())
+    targets = _label_targets(values, slice(None), axes, layout, F)[0]
+    return out, block, targets
+
+
 def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: FactorLayout, context: int,
                        fps: float, sampling_rate: int, jitter: Tensor, eps: Tensor,
-                       edit: Tensor | None = None) -> Stage1Batch:
+                       edit: Tensor | None = None, counter: Tensor | None = None) -> Stage1Batch:
     """Tensors for the given picks.
 
     Args:
@@ -215,10 +291,11 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
         jitter: (b, 5) uniform numbers for the gaze second view.
         eps: (b, 1 + F, M) VAE noise.
         edit: (b, F, M) noise of the re-encoding edits, or None.
+        counter: (b, F, 3) uniform numbers of the counterfactual frames (donor clip, donor frame, factor), or None.
     """
     axes = supervised_axes(layout)
     spf = sampling_rate / fps
-    src, drv, audio, a_frames, a_off, tgt, msk, gaze_mask, reg, parts = ([] for _ in range(10))
+    src, drv, audio, a_frames, a_off, tgt, msk, gaze_mask, reg, parts, cf = ([] for _ in range(11))
     for c, s, k0 in picks.tolist():
         clip = store.clips[c]
         T = clip.num_frames
@@ -235,15 +312,12 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
         audio.append(torch.from_numpy(clip.audio[int(round(s0 * spf)): int(round(s1 * spf))].copy()))
         a_frames.append(s1 - s0)
         a_off.append(k0 - s0)
-        t = torch.zeros(frames, len(axes))
-        m = torch.zeros(frames, len(axes), dtype=torch.bool)
-        for j, (_, block, axis, label) in enumerate(axes):
-            if label in clip.labels:
-                t[:, j] = torch.as_tensor(layout.block(block).axis_coefficient(axis, clip.labels[label][idx]))
-                m[:, j] = True
+        t, m = _label_targets(clip.labels, idx, axes, layout, frames)
         tgt.append(t)
         msk.append(m)
         gaze_mask.append(not all(n in clip.labels for n in ("gaze_x", "gaze_y")))
+        if counter is not None:
+            cf.append(_counterfactual(store, c, idx, counter[len(cf)], layout, axes, S))
     driving = torch.stack(drv)  # (b, F, 3, S, S)
     view = torch.stack([_jitter(d, p) if g else d for d, p, g in zip(driving, jitter, gaze_mask)])
     return Stage1Batch(source=torch.stack(src), driving=driving, audio=audio, audio_frames=a_frames,
@@ -251,7 +325,10 @@ def build_stage1_batch(store: ClipStore, picks: Tensor, *, frames: int, layout: 
                        gaze_view_mask=torch.tensor(gaze_mask), eps=eps, region=torch.stack(reg), edit=edit,
                        parts=None if all(p is None for p in parts) else
                        torch.stack([torch.zeros(frames, 2, S, S) if p is None else p for p in parts]),
-                       parts_mask=torch.tensor([p is not None for p in parts], dtype=torch.bool))
+                       parts_mask=torch.tensor([p is not None for p in parts], dtype=torch.bool),
+                       counter=torch.stack([x[0] for x in cf]) if cf else None,
+                       counter_block=torch.stack([x[1] for x in cf]) if cf else None,
+                       counter_targets=torch.stack([x[2] for x in cf]) if cf else None)
 
 
 # ---------------------------------------------------------------------------------------------- stage 2

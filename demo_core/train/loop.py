@@ -198,6 +198,10 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
             raise DemoInputError("stage1.weights.locality: needs mouth and eye maps (two-part <stem>.regions.npy "
                                  "sidecars) and no clip has them; for synthetic clips: python -m "
                                  "demo_core.synthetic.regions DATA --overwrite")
+        if s.weights.counterfactual > 0 and not any(store.renderer(i) is not None for i in range(len(store))):
+            raise DemoInputError("stage1.weights.counterfactual: needs synthetic clips whose labels store the face "
+                                 "(identity_json and every frame parameter, square frames used whole; written by "
+                                 "python -m demo_core.synthetic.dataset) and no clip has them")
         model = _seeded(s.seed, lambda: DemoModel(cfg.model)).train()
         model.motion_autoencoder.reset_flow_to_identity()
         model.fmt.requires_grad_(False)
@@ -218,9 +222,11 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
             jitter, eps = torch.rand(s.batch, 5, generator=g), torch.randn(s.batch, s.frames, M, generator=g)
             edit = (torch.randn(s.batch, s.frames, M, generator=g)[lo:hi]
                     if s.weights.cycle > 0 or s.weights.locality > 0 else None)
+            counter = (torch.rand(s.batch, s.frames, 3, generator=g)[lo:hi]
+                       if s.weights.counterfactual > 0 else None)
             batch = build_stage1_batch(store, picks[lo:hi], frames=s.frames, layout=m.factors, context=context,
                                        fps=m.fps, sampling_rate=m.sampling_rate, jitter=jitter[lo:hi], eps=eps[lo:hi],
-                                       edit=edit)
+                                       edit=edit, counter=counter)
             return batch.to(ctx.device)
 
         done = runner.run(start, make_batch, stop_after)

@@ -126,6 +126,7 @@ class Stage1Objective(nn.Module):
         self.register_buffer("cycle_blocks", block_rows(self.layout, cfg.cycle_factors or None), persistent=False)
         local = [name for name in self.layout.names if name in LOCALITY_PARTS]
         self.register_buffer("locality_blocks", block_rows(self.layout, local), persistent=False)
+        self.register_buffer("all_blocks", block_rows(self.layout, self.layout.names), persistent=False)
         self.register_buffer("locality_parts", torch.tensor([LOCALITY_PARTS[n] for n in local] or [0]),
                              persistent=False)
 
@@ -179,6 +180,26 @@ class Stage1Objective(nn.Module):
         per_row = (change * (1.0 - allowed)).flatten(1).mean(dim=1)  # (n,)
         w = rows.to(per_row.dtype)
         return (per_row * w).sum() / w.sum().clamp_min(1.0)
+
+    def _counterfactual(self, batch: Stage1Batch, mean: Tensor) -> tuple[Tensor, Tensor]:
+        """Counterfactual terms (see ``Stage1Config``) for driving-frame coefficients ``mean`` (b·F, M):
+        ``(squared change of the other blocks' coefficients in units of σ, mean over each block's coefficients,
+        then over the other blocks and the frames (a one-coefficient blink block counts as much as the residual);
+        label error of the swapped frames)``; zeros when no frame has a counterfactual."""
+        block = batch.counter_block.flatten()  # (b·F,)
+        rows = block >= 0
+        if not bool(rows.any()):
+            return mean.new_zeros(()), mean.new_zeros(())
+        read, _ = self.mae.coefficients_posterior(batch.counter.flatten(0, 1)[rows])  # (n, M)
+        sigma = mean.detach().std(dim=0).clamp_min(CYCLE_SIGMA_FLOOR)  # (M,)
+        blocks = self.all_blocks.to(read.dtype)  # (B, M)
+        per_block = (((read - mean[rows]) / sigma) ** 2) @ (blocks / blocks.sum(dim=1, keepdim=True)).T  # (n, B)
+        others = 1.0 - torch.eye(blocks.shape[0], dtype=read.dtype, device=read.device)[block[rows]]  # (n, B)
+        keep_err = (per_block * others).sum() / others.sum().clamp_min(1.0)
+        target = batch.counter_targets.flatten(0, 1)[rows]  # (n, K)
+        labels = masked_label_loss(read[:, self.axis_index], target, torch.ones_like(target, dtype=torch.bool),
+                                   self.cfg.label_loss)
+        return keep_err, labels
 
     def forward(self, batch: Stage1Batch) -> tuple[Tensor, dict[str, Tensor]]:
         cfg, w = self.cfg, self.cfg.weights
@@ -270,6 +291,11 @@ class Stage1Objective(nn.Module):
                                    batch.parts.flatten(0, 1), batch.parts_mask.repeat_interleave(F))
             loss = loss + w.locality * local
         metrics["locality"] = local.detach()
+        keep = counter_labels = zero
+        if w.counterfactual > 0 and batch.counter is not None:
+            keep, counter_labels = self._counterfactual(batch, mean_d)
+            loss = loss + w.counterfactual * (keep + counter_labels)
+        metrics["counterfactual"], metrics["counterfactual_labels"] = keep.detach(), counter_labels.detach()
         if self.adversarial is not None and w.adversarial > 0:
             adv = self.adversarial(recon, target)
             loss = loss + w.adversarial * adv

@@ -8,7 +8,9 @@ normalised over the whole clip exactly as the pipeline does at inference.  Per-f
 ``<stem>.labels.npz`` (arrays ``yaw … blink``) are resampled with the same frame indices, and so is an
 optional ``<stem>.regions.npy`` uint8 feature-region map (255 = inside): (N, 2, H, W) mouth and eyes, or
 (N, H, W) their union, that stage 1 weights its reconstruction loss with and keeps one-factor edits inside
-(:mod:`demo_core.synthetic.regions` writes it).
+(:mod:`demo_core.synthetic.regions` writes it).  A synthetic clip's sidecar also stores its face
+(``identity_json``): kept when the clip's frames are its whole square source frames, so that stage 1 can draw the
+same face again with other parameters (``stage1.weights.counterfactual``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class Clip:
         labels: label name → (T,) float32 (only the labels the sidecar has).
         regions: uint8 feature-region maps (0 outside … 255 inside): (T, 2, S, S) mouth and eyes, (T, S, S)
             their union only (an older sidecar), or None.
+        identity: the synthetic face as JSON (:class:`~demo_core.synthetic.identity.Identity`), "" for a clip
+            that has none or whose frames were cropped from a non-square source.
+        identity_size: side in pixels of the source frames the face was drawn at (0 without ``identity``).
     """
 
     name: str
@@ -48,6 +53,8 @@ class Clip:
     audio: np.ndarray
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     regions: np.ndarray | None = None
+    identity: str = ""
+    identity_size: int = 0
 
     @property
     def num_frames(self) -> int:
@@ -150,6 +157,15 @@ def _load_labels(path: Path, times: np.ndarray, source_fps: float) -> dict[str, 
     return out
 
 
+def _load_identity(path: Path, raw_shape: tuple, crop: str) -> tuple[str, int]:
+    """``(identity JSON, source side)`` from a labels sidecar when the source frames (N, H, W, 3) are square and
+    used whole (``crop`` center or none), else ``("", 0)``."""
+    if not path.is_file() or raw_shape[1] != raw_shape[2] or crop == "auto":
+        return "", 0
+    with np.load(path, allow_pickle=False) as z:
+        return (str(z["identity_json"]), int(raw_shape[1])) if "identity_json" in z.files else ("", 0)
+
+
 def decode_clip(path: str | Path, *, size: int, fps: float = 25.0, sampling_rate: int = 16000,
                 crop: str = "center", regions: bool = True) -> Clip:
     """Decode a clip (see the module doc).
@@ -191,7 +207,9 @@ def decode_clip(path: str | Path, *, size: int, fps: float = 25.0, sampling_rate
     region = None
     if regions:
         region = _load_regions(Path(f"{stem}.regions.npy"), raw.shape[:3], indices, crop, box, size)
-    return Clip(name=path.stem, frames=frames, audio=audio.astype(np.float32), labels=labels, regions=region)
+    identity, identity_size = _load_identity(Path(f"{stem}.labels.npz"), raw.shape, crop)
+    return Clip(name=path.stem, frames=frames, audio=audio.astype(np.float32), labels=labels, regions=region,
+                identity=identity, identity_size=identity_size)
 
 
 def _load_regions(path: Path, frames_shape: tuple, indices: np.ndarray, crop: str, box, size: int) -> np.ndarray | None:

@@ -66,3 +66,26 @@ def write_clip(path: Path, *, seed: int, frames: int = 24, fps: int = 30, height
 def write_clips(folder: Path, count: int = 3, **kw) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     return [write_clip(folder / f"clip_{i:05d}.mp4", seed=i, labels=(i != count - 1), **kw) for i in range(count)]
+
+
+def write_synthetic_clips(folder: Path, count: int = 2, *, size: int = 64, seconds: float = 0.72) -> list[Path]:
+    """``count`` clips of the synthetic benchmark (their labels store the face), speech a 220-Hz tone."""
+    import torch
+
+    from demo_core.synthetic.dataset import generate_clip
+    from demo_core.synthetic.dataset import write_clip as write_synthetic
+    from demo_core.synthetic.speech import Phone, SpeechClip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sr = 16000
+    t = np.arange(int(seconds * sr)) / sr
+    speech = SpeechClip((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr,
+                        [Phone(0.0, 0.2, "sil"), Phone(0.2, 0.4, "aa"), Phone(0.4, seconds, "sil")], text="a",
+                        voice="test", alphabet="arpabet")
+    out = []
+    for i in range(count):
+        clip = generate_clip(speech, 10 + i, size=size, generator=torch.Generator().manual_seed(i), mode="talk",
+                             augment_audio=False)
+        write_synthetic(folder / f"clip_{i:05d}", clip, frames_npy=True)
+        out.append(folder / f"clip_{i:05d}.mp4")
+    return out

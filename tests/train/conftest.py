@@ -9,7 +9,7 @@ import pytest
 
 from demo_core.train import TrainConfig, default_config_path
 from tests.models.demo_tiny import tiny_demo_dict
-from tests.train.clips import write_clips
+from tests.train.clips import write_clips, write_synthetic_clips
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +22,12 @@ def _one_thread(single_thread):
 def clip_folder(tmp_path_factory):
     """Three 0.8-s clips at 30 fps, 64×48, 22.05 kHz stereo AAC; the last one has no labels."""
     return write_clips(tmp_path_factory.mktemp("clips"), 3)[0].parent
+
+
+@pytest.fixture(scope="session")
+def synthetic_clip_folder(tmp_path_factory):
+    """Two 0.72-s clips of the synthetic benchmark at 64×64 (labels with the face, exact frames sidecar)."""
+    return write_synthetic_clips(tmp_path_factory.mktemp("synthetic_clips"), 2)[0].parent
 
 
 @pytest.fixture(scope="session")

@@ -249,3 +249,55 @@ def test_smooth_cache_filters_only_the_named_factor():
     assert out.feats is cache.feats
     with pytest.raises(DemoInputError, match="unknown factor"):
         smooth_cache(cache, layout, {"head": 1.0})
+
+
+def test_counterfactual_frames_redraw_the_clip_with_one_factor_swapped(synthetic_clip_folder, clip_folder, tmp_path):
+    import shutil
+
+    from demo_core.synthetic.dataset import load_identity
+    from demo_core.synthetic.head import HeadRenderer
+    from demo_core.synthetic.params import FACTOR_NAMES, PARAM_NAMES, FrameParams
+    from demo_core.train.video import _resize
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_clip_folder, data)
+    for suffix in (".mp4", ".labels.npz"):  # a clip with labels but no face
+        shutil.copy(clip_folder / f"clip_00000{suffix}", data / f"clip_00002{suffix}")
+    kw = dict(size=32, fps=25.0, sampling_rate=16000, cache_dir=tmp_path / "cache")
+    ClipStore.from_folder(data, **kw)
+    store = ClipStore.from_folder(data, **kw)  # the face survives the cache
+    assert [c.identity_size for c in store.clips] == [64, 64, 0] and store.clips[2].identity == ""
+    assert store.renderer(0) is not None and store.renderer(2) is None
+    layout = default_factor_layout()
+    axes = supervised_axes(layout)
+    T = store.clips[0].num_frames
+    picks = torch.tensor([[0, 0, 3], [1, 0, 2], [2, 0, 0]])
+
+    def u(clip, frame, factor):  # the uniform numbers that pick a donor clip, its frame and a factor
+        return [(clip + 0.5) / 3, (frame + 0.5) / T, (factor + 0.5) / 4]
+
+    counter = torch.tensor([[u(0, 3, 1), u(0, 4, 0)],  # sample 0: itself (pose), itself (lip)
+                            [u(0, 7, 1), u(2, 1, 2)],  # sample 1: pose of clip 0 frame 7; a donor without a face
+                            [u(0, 1, 3), u(0, 1, 3)]])  # sample 2: a clip without a face
+    batch = build_stage1_batch(store, picks, frames=2, layout=layout, context=2, fps=25.0, sampling_rate=16000,
+                               jitter=torch.zeros(3, 5), eps=torch.zeros(3, 2, 20), counter=counter)
+    assert batch.counter.shape == (3, 2, 3, 32, 32)
+    assert batch.counter_block.tolist() == [[1, 0], [1, -1], [-1, -1]]  # lip 0, pose 1 in the layout
+    # a clip drawn again with its own parameters is its own frame (area-resized 64 → 32, 8-bit rounding)
+    assert float((batch.counter[0] - batch.driving[0]).abs().max()) <= 2.01 / 127.5
+    assert torch.allclose(batch.counter_targets[0], batch.targets[0])
+    clip1, clip0 = store.clips[1].labels, store.clips[0].labels
+    values = {n: torch.tensor([clip1[n][2]]) for n in PARAM_NAMES}
+    values.update({n: torch.tensor([clip0[n][7]]) for n in FACTOR_NAMES["pose"]})
+    want = HeadRenderer(load_identity({"identity_json": store.clips[1].identity}), 64).render(FrameParams.from_dict(values))
+    want = _resize(want.permute(0, 2, 3, 1), 32)[0].permute(2, 0, 1) * 2.0 - 1.0
+    assert float((batch.counter[1, 0] - want).abs().max()) <= 1.01 / 127.5
+    yaw = [j for j, a in enumerate(axes) if a[3] == "yaw"][0]
+    mouth = [j for j, a in enumerate(axes) if a[3] == "mouth_open"][0]
+    assert float(batch.counter_targets[1, 0, yaw]) == pytest.approx(
+        float(layout.block("pose").axis_coefficient("yaw", clip0["yaw"][7])))
+    assert float(batch.counter_targets[1, 0, mouth]) == pytest.approx(float(batch.targets[1, 0, mouth]))
+    assert float(batch.counter[2].abs().sum()) == 0.0
+    plain = build_stage1_batch(store, picks, frames=2, layout=layout, context=2, fps=25.0, sampling_rate=16000,
+                               jitter=torch.zeros(3, 5), eps=torch.zeros(3, 2, 20))
+    assert plain.counter is None and plain.counter_block is None

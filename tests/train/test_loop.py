@@ -342,3 +342,88 @@ def test_stage1_re_encoding_term_trains(tiny_train_config, tmp_path):
 
 def _logged(run, name: str, stage: str = "stage1") -> list[float]:
     return [json.loads(line)[name] for line in (run / stage / "metrics.jsonl").read_text().splitlines()]
+
+
+class _PixelReader:
+    """Stand-in encoder for the counterfactual term: the coefficients are the first M pixels of row 0, channel 0."""
+
+    def __init__(self, m):
+        self.m = m
+
+    def coefficients_posterior(self, x):
+        return x[:, 0, 0, :self.m], None
+
+
+def test_the_counterfactual_term_penalises_the_other_blocks_and_reads_the_new_labels():
+    from types import SimpleNamespace
+
+    from demo_core.motion.factors import default_factor_layout
+    from demo_core.train.config import Stage1Config
+    from demo_core.train.data import supervised_axes
+    from demo_core.train.objectives import CYCLE_SIGMA_FLOOR, Stage1Objective, block_rows
+
+    layout = default_factor_layout()  # lip 0-5, pose 6-11, gaze 12-13, blink 14, residual 15-19
+    axes = supervised_axes(layout)
+    g = torch.Generator().manual_seed(0)
+    b, F, M, S = 2, 3, 20, 24
+    mean = torch.randn(b * F, M, generator=g, dtype=torch.float64)
+    frames = torch.zeros(b, F, 3, S, S, dtype=torch.float64)
+    read = mean.clone()
+    read[0, 6:12] += 1.0  # frame 0 swaps pose: its pose block moves (allowed)
+    read[0, 12] += 0.5  # … and its gaze x leaks
+    read[2, 14] += 0.25  # frame 2 swaps lip: blink leaks
+    read[3, 0] += 3.0  # frame 3 has no counterfactual: ignored
+    frames[..., 0, 0, :M] = read.reshape(b, F, M)
+    block = torch.tensor([[1, 2, 0], [-1, 3, 1]])
+    targets = read[:, [a[0] for a in axes]].reshape(b, F, -1).clone()
+    targets[0, 0, 3] += 0.5  # frame 0's yaw label is off by 0.5
+    batch = SimpleNamespace(counter=frames, counter_block=block, counter_targets=targets)
+    fake = SimpleNamespace(mae=_PixelReader(M), cfg=Stage1Config(label_loss="mse"),
+                           all_blocks=block_rows(layout, layout.names),
+                           axis_index=torch.tensor([a[0] for a in axes]))
+    keep, labels = Stage1Objective._counterfactual(fake, batch, mean)
+    sigma = mean.std(dim=0).clamp_min(CYCLE_SIGMA_FLOOR)
+    # per frame and other block the mean over its coefficients; 5 frames × 4 other blocks
+    assert float(keep) == pytest.approx(float(((0.5 / sigma[12]) ** 2 / 2 + (0.25 / sigma[14]) ** 2) / 20), rel=1e-9)
+    assert float(labels) == pytest.approx(0.25 / (5 * len(axes)), rel=1e-9)
+    none = SimpleNamespace(counter=frames, counter_block=torch.full((b, F), -1), counter_targets=targets)
+    assert [float(v) for v in Stage1Objective._counterfactual(fake, none, mean)] == [0.0, 0.0]
+
+
+def test_stage1_counterfactual_term_trains_and_needs_synthetic_faces(tiny_train_config, synthetic_clip_folder,
+                                                                     tmp_path):
+    from demo_core.models.loader import load_model
+    from demo_core.train.config import Stage1Weights
+    from demo_core.train.data import ClipStore, build_stage1_batch
+    from demo_core.train.objectives import Stage1Objective
+
+    cfg = tiny_train_config(stage1__steps=12, data__root=str(synthetic_clip_folder), data__cache_dir=None)
+    cfg.stage1.weights = Stage1Weights(**{k: 0.0 for k in vars(cfg.stage1.weights)})
+    cfg.stage1.weights.counterfactual = 1.0  # alone: what it trains is its own doing
+    plain = tiny_train_config(stage1__steps=12, data__root=str(synthetic_clip_folder), data__cache_dir=None)
+    init = train_stage1(plain, tmp_path / "plain", log=lambda _m: None)
+    out = train_stage1(cfg, tmp_path / "run", init=init, log=lambda _m: None)
+    assert all(v > 0 for v in _logged(tmp_path / "run", "counterfactual_labels"))
+    assert _logged(tmp_path / "plain", "counterfactual") == [0.0] * 12
+    store = ClipStore.from_folder(synthetic_clip_folder, size=64, fps=25.0, sampling_rate=16000)
+    g = torch.Generator().manual_seed(5)
+    picks = torch.tensor([[0, 0, 2], [1, 3, 5], [0, 1, 9], [1, 2, 0]])
+    layout = cfg.model.factors
+    batch = build_stage1_batch(store, picks, frames=2, layout=layout, context=2, fps=25.0, sampling_rate=16000,
+                               jitter=torch.zeros(4, 5), eps=torch.zeros(4, 2, layout.total),
+                               counter=torch.rand(4, 2, 3, generator=g))
+
+    def term(model):
+        objective = Stage1Objective(model, cfg.stage1)
+        with torch.no_grad():
+            mean = objective.mae.coefficients_posterior(batch.driving.flatten(0, 1))[0]
+            return sum(float(v) for v in objective._counterfactual(batch, mean))
+
+    a, b = load_model(init)[0], load_model(out)[0]
+    assert term(b) < term(a)
+    moved = {n.split(".")[1] for (n, p), q in zip(a.named_parameters(), b.parameters()) if not torch.equal(p, q)}
+    assert moved == {"enc"}, moved  # the term trains the encoders only (the renderer is not in it)
+    faceless = tiny_train_config(stage1__steps=2)
+    faceless.stage1.weights.counterfactual = 1.0
+    with pytest.raises(DemoInputError, match="counterfactual"):
+        train_stage1(faceless, tmp_path / "none", log=lambda _m: None)
