@@ -76,6 +76,9 @@ def test_a_config_extends_another_and_the_painter_recipe():
     local = load_train_config(default_config_path().parent / "demo_synthetic_64_locality.json")
     assert local.stage1.weights.locality > 0 and local.stage1.cycle_factors == ("gaze", "blink")
     assert local.stage1.trainable == painter.stage1.trainable  # encoders frozen: stage 2 stays valid
+    counter = load_train_config(default_config_path().parent / "demo_synthetic_64_counterfactual.json")
+    assert counter.stage1.weights.counterfactual > 0 and counter.stage1.weights.locality == local.stage1.weights.locality
+    assert counter.stage1.trainable == ("motion_autoencoder.enc.fc",) + painter.stage1.trainable  # + the factor encoders
 
 
 def test_extends_merges_nested_keys_and_rejects_loops(tmp_path):
