@@ -5,7 +5,10 @@ Batch-statistics losses (InfoNCE, gaze contrastive, decorrelation) are computed 
 ``contrast_group`` samples and averaged; per-sample losses (label L1 terms included: a sample without
 labels contributes 0) are averaged over the samples.  A process's
 loss is therefore a mean over equally sized units, and the DDP gradient average over processes equals
-the gradient of one process on the whole global batch.
+the gradient of one process on the whole global batch.  The one-factor edit terms (re-encoding, locality,
+counterfactual) scale their edits by the spread of the process's own batch and average over the frames that
+have maps or a synthetic face, so under DDP they equal the one-process gradient only when every process sees
+as many such frames (all-synthetic data) and up to that spread estimate.
 """
 
 from __future__ import annotations
