@@ -114,18 +114,23 @@ class ClipStore:
                       identity_size=np.int64(clip.identity_size), **{f"label_{k}": v for k, v in clip.labels.items()})
         return clip
 
+    def can_redraw(self, index: int) -> bool:
+        """Clip ``index`` stores its synthetic face and every frame parameter (its frames can be drawn again)."""
+        from ..synthetic.params import PARAM_NAMES
+
+        clip = self.clips[index]
+        return bool(clip.identity) and all(n in clip.labels for n in PARAM_NAMES)
+
     def renderer(self, index: int):
         """The synthetic renderer of clip ``index``'s face (:class:`~demo_core.synthetic.head.HeadRenderer` at its
-        source size), made once; None for a clip without a face or without all of its frame parameters."""
+        source size), made once; None when the clip cannot be redrawn (:meth:`can_redraw`)."""
         from ..synthetic.dataset import load_identity
         from ..synthetic.head import HeadRenderer
-        from ..synthetic.params import PARAM_NAMES
 
         if index not in self._renderers:
             clip = self.clips[index]
-            whole = clip.identity and all(n in clip.labels for n in PARAM_NAMES)
             self._renderers[index] = (HeadRenderer(load_identity({"identity_json": clip.identity}), clip.identity_size)
-                                      if whole else None)
+                                      if self.can_redraw(index) else None)
         return self._renderers[index]
 
 
@@ -260,7 +265,7 @@ def _counterfactual(store: ClipStore, c: int, idx: np.ndarray, u: Tensor, layout
         d = min(int(u[k, 0] * len(store)), len(store) - 1)
         donor = store.clips[d]
         f = factors[min(int(u[k, 2] * len(factors)), len(factors) - 1)]
-        if store.renderer(d) is None:
+        if not store.can_redraw(d):
             continue
         j = min(int(u[k, 1] * donor.num_frames), donor.num_frames - 1)
         for n in FACTOR_NAMES[f]:

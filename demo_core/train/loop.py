@@ -198,7 +198,7 @@ def train_stage1(cfg: TrainConfig, out: str | Path, *, init: str | Path | None =
             raise DemoInputError("stage1.weights.locality: needs mouth and eye maps (two-part <stem>.regions.npy "
                                  "sidecars) and no clip has them; for synthetic clips: python -m "
                                  "demo_core.synthetic.regions DATA --overwrite")
-        if s.weights.counterfactual > 0 and not any(store.renderer(i) is not None for i in range(len(store))):
+        if s.weights.counterfactual > 0 and not any(store.can_redraw(i) for i in range(len(store))):
             raise DemoInputError("stage1.weights.counterfactual: needs synthetic clips whose labels store the face "
                                  "(identity_json and every frame parameter, square frames used whole; written by "
                                  "python -m demo_core.synthetic.dataset) and no clip has them")

@@ -141,12 +141,14 @@ def _load_audio(video: Path, sampling_rate: int) -> np.ndarray:
     return normalize_waveform(mono).numpy()
 
 
-def _load_labels(path: Path, times: np.ndarray, source_fps: float) -> dict[str, np.ndarray]:
-    """Labels of the frames shown at ``times`` (seconds); label k belongs to ``t = k / label fps``."""
+def _load_labels(path: Path, times: np.ndarray, source_fps: float) -> tuple[dict[str, np.ndarray], str]:
+    """Labels of the frames shown at ``times`` (seconds; label k belongs to ``t = k / label fps``) and the
+    synthetic face the sidecar stores (``identity_json``, "" when none), from one read of the file."""
     if not path.is_file():
-        return {}
+        return {}, ""
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files if k in LABEL_NAMES or k == "fps"}
+        identity = str(z["identity_json"]) if "identity_json" in z.files else ""
     label_fps = float(arrays["fps"]) if "fps" in arrays else source_fps
     idx = np.rint(times * label_fps).astype(np.int64)
     out = {}
@@ -154,16 +156,7 @@ def _load_labels(path: Path, times: np.ndarray, source_fps: float) -> dict[str, 
         if name in arrays:
             values = np.asarray(arrays[name], dtype=np.float32).reshape(-1)
             out[name] = values[np.clip(idx, 0, len(values) - 1)]
-    return out
-
-
-def _load_identity(path: Path, raw_shape: tuple, crop: str) -> tuple[str, int]:
-    """``(identity JSON, source side)`` from a labels sidecar when the source frames (N, H, W, 3) are square and
-    used whole (``crop`` center or none), else ``("", 0)``."""
-    if not path.is_file() or raw_shape[1] != raw_shape[2] or crop == "auto":
-        return "", 0
-    with np.load(path, allow_pickle=False) as z:
-        return (str(z["identity_json"]), int(raw_shape[1])) if "identity_json" in z.files else ("", 0)
+    return out, identity
 
 
 def decode_clip(path: str | Path, *, size: int, fps: float = 25.0, sampling_rate: int = 16000,
@@ -203,13 +196,14 @@ def decode_clip(path: str | Path, *, size: int, fps: float = 25.0, sampling_rate
     box = _crop_box(x[0], crop)
     x = _resize(_square_crop(x, crop, box), size)
     frames = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
-    labels = _load_labels(Path(f"{stem}.labels.npz"), times[indices], source_fps)
+    labels, identity = _load_labels(Path(f"{stem}.labels.npz"), times[indices], source_fps)
     region = None
     if regions:
         region = _load_regions(Path(f"{stem}.regions.npy"), raw.shape[:3], indices, crop, box, size)
-    identity, identity_size = _load_identity(Path(f"{stem}.labels.npz"), raw.shape, crop)
+    if raw.shape[1] != raw.shape[2] or crop == "auto":  # the face is only redrawn over whole square frames
+        identity = ""
     return Clip(name=path.stem, frames=frames, audio=audio.astype(np.float32), labels=labels, regions=region,
-                identity=identity, identity_size=identity_size)
+                identity=identity, identity_size=int(raw.shape[1]) if identity else 0)
 
 
 def _load_regions(path: Path, frames_shape: tuple, indices: np.ndarray, crop: str, box, size: int) -> np.ndarray | None:
