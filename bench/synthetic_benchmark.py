@@ -114,8 +114,9 @@ def main(argv=None) -> int:
     print(format_table(res["metrics"]))
     cal = res["details"].get("factor_calibration")
     if cal:  # which dictionary directions calibration put where (true layout: lip, pose, gaze, blink, residual)
-        print(f"factor calibration on {cal['clip']} frame 0 (eps {cal['epsilon']:.3g}, {cal['num_active']} active "
-              "directions): " + "; ".join(f"{k} {v}" for k, v in cal["calibrated"].items()))
+        step = "one step 0.5" if cal["epsilon_std"] is None else f"steps {cal['epsilon_std']:g} std per direction"
+        print(f"factor calibration on {cal['clip']} frame 0 ({step}, {cal['num_active']} active directions): "
+              + "; ".join(f"{k} {v}" for k, v in cal["calibrated"].items()))
     failed = [k for k, m in res["metrics"].items() if m["ok"] is False]
     print(f"{len(res['clips'])} clips, {seconds:.1f} s; {len(failed)} of "
           f"{sum(m['ok'] is not None for m in res['metrics'].values())} targets missed")

@@ -17,7 +17,7 @@ from demo_core.pipeline import (calibrate_model, model_factor_calibration, model
 
 from .errors import node_errors
 from .loaders import checkpoint_of
-from .types import CATEGORY_ROOT, DEMO_MODEL, DEMO_PORTRAIT
+from .types import CATEGORY_ROOT, DEMO_MODEL, DEMO_MOTION, DEMO_PORTRAIT
 
 __all__ = ["DemoCalibrateFactors", "factor_space", "describe_calibration"]
 
@@ -62,7 +62,9 @@ class DemoCalibrateFactors:
                 "portrait": (DEMO_PORTRAIT, {"tooltip": "An encoded portrait to measure on (the first one of a "
                                                         "batch): a frontal face with open eyes works best."}),
                 "epsilon": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 4.0, "step": 0.05,
-                                      "tooltip": "Step along each motion direction when measuring what it moves."}),
+                                      "tooltip": "Step along each motion direction when measuring what it moves: "
+                                                 "in coefficient units, or with motion connected in standard "
+                                                 "deviations of each direction in that motion (2 works well)."}),
                 "overwrite": ("BOOLEAN", {"default": False,
                                           "tooltip": "Replace an existing <checkpoint>.factors.json; off keeps it "
                                                      "and reports what it holds."}),
@@ -73,6 +75,10 @@ class DemoCalibrateFactors:
                     "tooltip": "Instead of measuring: JSON direction indices per factor, e.g. "
                                '{"lip": [3, 7, 12], "pose": [0, 5], "eyes": [9]}; directions not named go to '
                                "residual."}),
+                "motion": (DEMO_MOTION, {"tooltip": "Optional motion of this model (from Demo Sample Motion or a "
+                                                    "driving video): each direction is then measured at the size it "
+                                                    "moves there, so a direction that moves the lips a little per "
+                                                    "unit but swings widely is still found."}),
             },
         }
 
@@ -90,13 +96,13 @@ class DemoCalibrateFactors:
                    "on). Sampling, editing and mixing nodes then work on lip, pose and eyes for that model.")
 
     @node_errors
-    def calibrate(self, model, portrait, epsilon, overwrite, manual_map=""):
+    def calibrate(self, model, portrait, epsilon, overwrite, manual_map="", motion=None):
         checkpoint = checkpoint_of(model)
         if checkpoint is None and getattr(model, "layout", None) is None:
             raise ValueError("model: the calibration is saved beside the checkpoint file; load the model with "
                              "Demo Load Model")
         calibration, path, written = calibrate_model(model, portrait, checkpoint, manual_map=manual_map,
-                                                     epsilon=epsilon, overwrite=overwrite)
+                                                     epsilon=epsilon, overwrite=overwrite, motion=motion)
         report = describe_calibration(calibration, path, written)
         log.info("DemoCalibrateFactors: %s", report)
         return {"ui": {"text": [report]}, "result": (report, model)}

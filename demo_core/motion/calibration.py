@@ -3,7 +3,9 @@
 1. :func:`~demo_core.motion.direction_responses.measure_directions` renders ``rest ± ε·q_i`` for every
    direction and measures head motion (a smooth field fitted to the decoder's 64×64 flow over the head outside
    the eyes and the mouth, so that turns out of the image plane count as head motion) and the residual in the
-   mouth and eye regions, from flow and optionally from pixels.
+   mouth and eye regions, from flow and optionally from pixels.  The step ε is one number for all
+   directions, or per direction from the spread of real motion (:func:`coefficient_steps`: a direction is
+   then measured at the size it actually moves).
 2. :func:`score_directions` turns that into per-direction scores over ``(pose, lip, eyes, other)``.
 3. :func:`assign_directions` puts each direction in a block (``pose``, ``lip``, ``eyes`` = gaze or blink,
    ``residual``).
@@ -23,6 +25,7 @@ The core takes a generic ``render_fn(latents (N, W)) -> (images (N, C, H, W) or 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict
 
@@ -40,30 +43,68 @@ from .direction_responses import (
     region_masks,
 )
 from .factor_sidecar import SCORE_CATEGORIES, FactorCalibration, calibration_from_directions
+from .factor_space import describe_shape
 
 __all__ = ["FaceRegions", "DirectionResponses", "face_regions", "region_masks", "fit_similarity",
-           "measure_directions", "score_directions", "assign_directions", "block_rotations",
+           "measure_directions", "coefficient_steps", "score_directions", "assign_directions", "block_rotations",
            "calibrate_factors", "calibrate_autoencoder"]
 
 _FACTOR_OF = {"pose": "pose", "lip": "lip", "eyes": "eyes", "other": "residual"}
 _BLOCK_ORDER = ("lip", "pose", "eyes", "residual")
 
 
-def score_directions(responses: DirectionResponses, *, image_weight: float = 0.5, min_energy: float = 0.01) -> Tensor:
+def coefficient_steps(coefficients: Tensor, *, scale: float = 1.0, floor: float = 0.02) -> Tensor:
+    """Per-direction calibration steps from real motion: ``scale`` × each coefficient's standard deviation.
+
+    Args:
+        coefficients: (..., M) dictionary coefficients of motion the model produces (encoded driving frames,
+            sampled motion); every leading dimension counts as frames.
+        scale: the step in standard deviations (> 0).
+        floor: a direction that hardly moves is still measured, with ``floor`` × the largest step (0 < floor <= 1).
+
+    Returns:
+        (M,) float64 steps for :func:`calibrate_factors` (``epsilon``).
+    """
+    if not isinstance(coefficients, Tensor) or coefficients.ndim < 2:
+        raise DemoInputError(f"coefficients: expected motion coefficients (frames, M), got "
+                             f"{describe_shape(coefficients)}")
+    lam = coefficients.detach().reshape(-1, coefficients.shape[-1]).double()
+    if lam.shape[0] < 2 or lam.shape[1] < 1:
+        raise DemoInputError(f"coefficients: need at least 2 frames of at least 1 direction, got {tuple(lam.shape)}")
+    if not bool(torch.isfinite(lam).all()):
+        raise DemoInputError("coefficients: contain NaN or infinite values")
+    for name, v, ok in (("scale", scale, lambda x: x > 0), ("floor", floor, lambda x: 0 < x <= 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+            raise DemoInputError(f"{name}: expected {'a number > 0' if name == 'scale' else 'a number in (0, 1]'}, "
+                                 f"got {v!r}")
+    std = lam.std(dim=0).cpu()
+    if float(std.max()) <= 0:
+        raise DemoInputError("coefficients: the motion does not move (every coefficient is constant); give motion "
+                             "with some movement, or one step (epsilon) for all directions")
+    return scale * std.clamp_min(floor * float(std.max()))
+
+
+def score_directions(responses: DirectionResponses, *, image_weight: float = 0.5, min_energy: float = 0.001) -> Tensor:
     """Per-direction scores (M, 4) over (pose, lip, eyes, other): each row sums to 1.
 
     Flow and image energies are turned into fractions of the direction's total and averaged, weighted by
-    ``image_weight`` on images and by how strong the direction is in each (its total over the strongest
-    direction's), so a direction that changes only pixels (no flow) is judged by its pixels.  A direction
-    below ``min_energy`` × the strongest in both scores ``other``.
+    ``image_weight`` on images and by how strong the direction is in each, so a direction that changes only
+    pixels (no flow) is judged by its pixels.  Strength is the energy of the *measured step* (per-unit energy
+    × ε²) over the strongest direction's: with one ε for all directions that is the per-unit energy, with
+    per-direction steps (:func:`coefficient_steps`) a direction is judged at the size the motion really moves
+    it (a lip direction whose coefficient swings widely but renders little per unit is still a lip
+    direction).  A direction below ``min_energy`` × the strongest in both scores ``other`` (0.1 %: a mouth
+    or an eye region is a few percent of the head, so their full moves are far weaker than a head move).
     """
     if not 0 <= image_weight <= 1:
         raise DemoInputError(f"image_weight: expected a number in [0, 1], got {image_weight!r}")
 
+    step = responses.epsilon.to(responses.flow_energy) ** 2  # (M,): energy per unit → energy of the step
+
     def fractions(e: Tensor) -> tuple[Tensor, Tensor]:
         total = e.sum(dim=1)
-        strength = total / total.max().clamp_min(1e-300)
-        return e / total.clamp_min(1e-300)[:, None], strength
+        stepped = total * step
+        return e / total.clamp_min(1e-300)[:, None], stepped / stepped.max().clamp_min(1e-300)
 
     frac, strength = fractions(responses.flow_energy)
     if responses.image_energy is not None and image_weight > 0:
@@ -169,7 +210,7 @@ def calibrate_factors(
     sizes: Mapping[str, int] | None = None,
     rotate: bool = True,
     image_weight: float = 0.5,
-    min_energy: float = 0.01,
+    min_energy: float = 0.001,
     batch_size: int = 8,
     head_model: str = "quadratic",
 ) -> FactorCalibration:

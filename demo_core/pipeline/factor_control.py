@@ -16,7 +16,7 @@ from ..errors import DemoInputError
 from ..flow.window_sampler import SamplerSettings
 from ..models.float_model import FloatModel
 from ..motion.blinks import damp_blinks, insert_blinks, natural_blink_times
-from ..motion.calibration import calibrate_autoencoder
+from ..motion.calibration import calibrate_autoencoder, coefficient_steps
 from ..motion.conditioning import sample_motion_conditioned
 from ..motion.edits import freeze_factor, offset_axis, scale_factor, set_axis, smooth_factor
 from ..motion.factor_sidecar import (
@@ -369,12 +369,16 @@ def calibrate_model(
     manual_map: str = "",
     epsilon: float = 0.5,
     overwrite: bool = False,
+    motion: MotionTrack | None = None,
 ) -> tuple[FactorCalibration, Path, bool]:
     """Calibrate a FLOAT-family model's motion dictionary and save the sidecar beside ``checkpoint``.
 
     Measured on the first portrait (:func:`~demo_core.motion.calibration.calibrate_autoencoder`), or read from
     ``manual_map`` (JSON ``{"lip": [3, 7], "pose": [0, 5], ...}``) when it is not blank.  An existing sidecar is
-    kept, never replaced, unless ``overwrite``.
+    kept, never replaced, unless ``overwrite``.  Without ``motion`` every direction is stepped by ``epsilon``
+    coefficient units; with ``motion`` (this model's motion: sampled, or encoded from a driving video) each
+    direction is stepped by ``epsilon`` × its coefficient's spread in that motion
+    (:func:`~demo_core.motion.calibration.coefficient_steps`), so it is judged at the size it really moves.
 
     Returns:
         ``(calibration, sidecar path, written)``; ``written`` is False when an existing sidecar was kept.
@@ -389,7 +393,21 @@ def calibrate_model(
     if str(manual_map).strip():
         calibration = parse_factor_map(manual_map, num_directions)
     else:
+        steps = epsilon
+        if motion is not None:
+            if not isinstance(motion, MotionTrack) or motion.dim != model.motion_autoencoder.cfg.dim_w:
+                raise DemoInputError(f"motion: expected a motion of this model (latent width "
+                                     f"{model.motion_autoencoder.cfg.dim_w}), got "
+                                     f"{motion.dim if isinstance(motion, MotionTrack) else type(motion).__name__}")
+            Q = model.motion_autoencoder.directions().detach().to(device="cpu", dtype=torch.float64)
+            lam = motion.latents.detach().cpu().double() @ Q  # (B, T, M)
+            flat = lam.reshape(-1, lam.shape[-1])
+            if flat.shape[0] < 2 or float(flat.std(0).max()) <= 1e-9 * float(flat.abs().max()):
+                raise DemoInputError("motion: it does not move (one frame, or every frame the same); connect motion "
+                                     "with movement (sampled from speech or encoded from a driving video), or none "
+                                     "to step every direction by epsilon")
+            steps = coefficient_steps(lam, scale=epsilon)
         with torch.inference_mode():
             calibration = calibrate_autoencoder(model.motion_autoencoder, portrait.h_source[:1], portrait.feats,
-                                                portrait.source_motion[:1], epsilon=epsilon)
+                                                portrait.source_motion[:1], epsilon=steps)
     return calibration, save_factor_calibration(calibration, checkpoint, overwrite=overwrite), True

@@ -28,8 +28,9 @@
 * **smoothness** — mean squared second difference of generated vs ground-truth trajectories per factor;
 * **factor calibration** — the FLOAT-family calibration (:func:`~demo_core.motion.calibration.calibrate_autoencoder`,
   free assignment as in the calibration node) applied to this model as if its layout were unknown, on the
-  first test clip's frame 0, with one step ε = ``CALIBRATION_EPSILON_STD`` × the largest coefficient standard
-  deviation over the test clips (a move the model was trained on); ``calibration_overlap.{pose,lip,eyes}`` is
+  first test clip's frame 0, each direction stepped by ε = ``CALIBRATION_EPSILON_STD`` × its coefficient's
+  standard deviation over the test clips (:func:`~demo_core.motion.calibration.coefficient_steps`: a move the
+  model makes, judged at its own size); ``calibration_overlap.{pose,lip,eyes}`` is
   the subspace overlap (:func:`~demo_core.motion.calibration_check.subspace_overlap`, 1 = same) of each
   calibrated block with the true one (eyes = gaze + blink) over the *active* directions only — those whose
   encoded coefficients vary on the test clips (std > ``CALIBRATION_ACTIVE_FRACTION`` × the largest): a
@@ -56,7 +57,7 @@ from torch import Tensor
 
 from ..errors import DemoInputError
 from ..flow.window_sampler import SamplerSettings
-from ..motion.calibration import calibrate_autoencoder
+from ..motion.calibration import calibrate_autoencoder, coefficient_steps
 from ..motion.calibration_check import (CALIBRATED_BLOCKS, active_directions, calibration_overlaps,
                                         direction_report)
 from ..motion.conditioning import sample_motion_conditioned
@@ -87,7 +88,7 @@ STRONGEST = {"lip": "mouth_open", "pose": "yaw", "gaze": "gaze_x", "blink": "bli
 KEYFRAME_TIME, KEYFRAME_YAW = 3.0, 15.0
 PROBE_RIDGE = 1e-3
 KEYFRAME_JSON = '{"pose.yaw": {"mode": "absolute", "interp": "smooth", "keys": [[0.0, 0.0], [3.0, 15.0]]}}'
-CALIBRATION_EPSILON_STD = 2.0  # calibration step ε, in units of the largest coefficient std over the test clips
+CALIBRATION_EPSILON_STD = 2.0  # calibration step ε per direction, in units of its coefficient std over the test clips
 CALIBRATION_ACTIVE_FRACTION = 0.02  # active direction: coefficient std > this × the largest
 
 
@@ -452,8 +453,9 @@ def _calibration_section(b: _Bench, clips: list[_Clip]) -> tuple[dict, dict]:
     lam = torch.cat([c.lam for c in clips])  # (N, M)
     std = lam.double().std(dim=0)
     active = active_directions(lam, CALIBRATION_ACTIVE_FRACTION)
-    epsilon = CALIBRATION_EPSILON_STD * float(std.max())
-    if not (math.isfinite(epsilon) and epsilon > 0):
+    if float(std.max()) > 0:  # each direction measured at the size the test clips move it
+        epsilon = coefficient_steps(lam, scale=CALIBRATION_EPSILON_STD, floor=CALIBRATION_ACTIVE_FRACTION)
+    else:
         epsilon = 0.5  # the calibration's own default when the clips do not move at all
     cal = calibrate_autoencoder(b.mae, clip.h, clip.feats, b.mae.motion_from_coefficients(clip.lam[:1]),
                                 epsilon=epsilon)
@@ -461,11 +463,13 @@ def _calibration_section(b: _Bench, clips: list[_Clip]) -> tuple[dict, dict]:
     m = {f"calibration_overlap.{k}": v for k, v in calibration_overlaps(cal, b.layout, Q, active=active).items()}
     m.update({f"calibration_overlap_all.{k}": v for k, v in calibration_overlaps(cal, b.layout, Q).items()})
     rows = direction_report(cal, b.layout)
+    steps = torch.as_tensor(epsilon, dtype=torch.float64).reshape(-1).expand(len(rows)).tolist()
     for row in rows:
         i = row["direction"]
         row.update({"active": bool(active[i]), "relative_std": float(std[i] / std.max().clamp_min(1e-300)),
-                    "scores": dict(zip(SCORE_CATEGORIES, cal.scores[i].tolist()))})
-    d = {"clip": clip.name, "frame": 0, "epsilon": epsilon, "assignment": "free",
+                    "epsilon": steps[i], "scores": dict(zip(SCORE_CATEGORIES, cal.scores[i].tolist()))})
+    d = {"clip": clip.name, "frame": 0, "epsilon_std": CALIBRATION_EPSILON_STD if isinstance(epsilon, Tensor) else None,
+         "assignment": "free",
          "active_fraction": CALIBRATION_ACTIVE_FRACTION, "num_active": int(active.sum()),
          "calibrated": {k: list(v) for k, v in cal.directions.items()}, "directions": rows}
     return m, d

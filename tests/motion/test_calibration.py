@@ -12,6 +12,7 @@ from demo_core.motion.calibration import (
     assign_directions,
     calibrate_autoencoder,
     calibrate_factors,
+    coefficient_steps,
     face_regions,
     fit_similarity,
     measure_directions,
@@ -218,3 +219,49 @@ def test_a_turn_out_of_the_image_plane_is_head_motion():
     assert cal.settings["head_model"] == "quadratic"
     with pytest.raises(DemoInputError, match="head_model"):
         measure_directions(render, rest, Q, head_model="affine")
+
+
+class _ScaledRenderer(AnalyticRenderer):
+    """The analytic renderer with direction 9 (a lip shape) rendered at 1 % per unit coefficient: a direction
+    the motion swings a hundred times wider than the others."""
+
+    def __call__(self, latents):
+        moved = (latents.double() - self.rest) @ self.Q  # (N, M)
+        moved[:, 9] *= 0.01
+        return super().__call__(self.rest + moved @ self.Q.T)
+
+
+def test_per_direction_steps_judge_a_direction_at_the_size_it_moves(setup):
+    Q, rest = setup
+    render = _ScaledRenderer(Q, rest.double())
+    one_step = calibrate_factors(render, rest, Q, epsilon=0.5)
+    assert 9 in one_step.directions["residual"]  # 1e-4 of a lip shape's energy per unit: below min_energy
+    # coefficients of real motion: direction 9 swings 100x wider than the rest
+    lam = torch.randn(400, M, generator=torch.Generator().manual_seed(7), dtype=torch.float64) * 0.25
+    lam[:, 9] *= 100.0
+    steps = coefficient_steps(lam, scale=2.0, floor=0.001)
+    torch.testing.assert_close(steps, 2.0 * lam.std(dim=0))
+    measured = calibrate_factors(render, rest, Q, epsilon=steps)
+    assert {k: sorted(v) for k, v in measured.directions.items()} == {k: sorted(v) for k, v in TRUE.items()}
+    assert measured.settings["epsilon"] == steps.tolist()
+    # the step's energy decides: direction 9 stepped 100x further scores as the unscaled renderer's at 1x
+    plain = steps.clone()
+    plain[9] /= 100
+    torch.testing.assert_close(score_directions(measure_directions(render, rest, Q, epsilon=steps)),
+                               score_directions(measure_directions(AnalyticRenderer(Q, rest.double()), rest, Q,
+                                                                   epsilon=plain)), atol=1e-6, rtol=0)
+
+
+def test_coefficient_steps_floor_and_refusals():
+    lam = torch.zeros(10, 2, 3)  # leading dimensions are frames
+    lam[:, :, 0] = torch.arange(20.0).reshape(10, 2)
+    steps = coefficient_steps(lam, floor=0.1)
+    std = float(torch.arange(20.0).std())
+    torch.testing.assert_close(steps, torch.tensor([std, 0.1 * std, 0.1 * std], dtype=torch.float64))
+    for bad, match in ((torch.zeros(5), "coefficients"), (torch.zeros(1, 4), "at least 2 frames"),
+                       (torch.full((3, 2), float("nan")), "NaN"), (torch.zeros(6, 2), "does not move")):
+        with pytest.raises(DemoInputError, match=match):
+            coefficient_steps(bad)
+    for kwargs in ({"scale": 0.0}, {"floor": 0.0}, {"floor": 1.5}, {"scale": True}):
+        with pytest.raises(DemoInputError, match=next(iter(kwargs))):
+            coefficient_steps(lam, **kwargs)

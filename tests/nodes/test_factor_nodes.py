@@ -323,9 +323,9 @@ def float_from_folder(tmp_path, monkeypatch):
     return model, models / "tiny.factors.json"
 
 
-def calibrate(model, portrait, manual_map="", overwrite=False):
-    return run("DemoCalibrateFactors", model=model, portrait=portrait, epsilon=0.5, overwrite=overwrite,
-               manual_map=manual_map)
+def calibrate(model, portrait, manual_map="", overwrite=False, **optional):
+    return run("DemoCalibrateFactors", model=model, portrait=portrait, epsilon=optional.pop("epsilon", 0.5),
+               overwrite=overwrite, manual_map=manual_map, **optional)
 
 
 def test_calibration_writes_a_sidecar_and_never_overwrites(float_from_folder):
@@ -343,6 +343,24 @@ def test_calibration_writes_a_sidecar_and_never_overwrites(float_from_folder):
     report, _ = calibrate(model, portrait, manual_map=manual, overwrite=True)
     assert json.loads(sidecar.read_text())["directions"]["lip"] == [0, 1]
     assert "lip: lip.c0 … lip.c1 (directions 0, 1)" in report
+
+
+def test_calibration_steps_each_direction_by_its_spread_in_a_motion(float_from_folder):
+    model, sidecar = float_from_folder
+    portrait, cond = encode(model, seconds=0.6, image=portrait_image(96, 80))
+    motion = sample(model, portrait, cond)
+    report, _ = calibrate(model, portrait, motion=motion, epsilon=2.0)
+    assert report.startswith("Saved factor calibration (measured)")
+    Q = model.motion_autoencoder.directions().detach().double()
+    std = (motion.latents.double() @ Q).reshape(-1, Q.shape[1]).std(dim=0)
+    expected = 2.0 * std.clamp_min(0.02 * float(std.max()))
+    saved = torch.tensor(json.loads(sidecar.read_text())["settings"]["epsilon"], dtype=torch.float64)
+    torch.testing.assert_close(saved, expected, rtol=1e-6, atol=0)
+    still = MotionTrack(motion.latents[:, :1].expand(-1, 5, -1).clone(), motion.fps)
+    with pytest.raises(ValueError, match="^DemoCalibrateFactors: motion: it does not move"):
+        calibrate(model, portrait, motion=still, overwrite=True)
+    with pytest.raises(ValueError, match="^DemoCalibrateFactors: motion: expected a motion of this model"):
+        calibrate(model, portrait, motion=MotionTrack(torch.zeros(1, 5, 7), 25.0), overwrite=True)
 
 
 def test_calibrated_float_model_edits_by_factor(float_from_folder):

@@ -10,7 +10,7 @@ import torch
 
 from demo_core.errors import DemoInputError
 from demo_core.models.demo_model import DemoModel
-from demo_core.synthetic.benchmark import METRIC_TARGETS, Target, run_benchmark
+from demo_core.synthetic.benchmark import CALIBRATION_ACTIVE_FRACTION, METRIC_TARGETS, Target, run_benchmark
 from demo_core.synthetic.dataset import generate_clip, write_clip
 from demo_core.synthetic.speech import Phone, SpeechClip
 from tests.models.demo_tiny import tiny_demo_config
@@ -59,6 +59,11 @@ def test_run_benchmark_returns_every_metric(test_split, model):
     assert set(enc) == {"lip", "pose", "gaze", "blink"} and enc["lip"]["lip"] > 0 and enc["pose"]["pose"] > 0, enc
     calib = res["details"]["factor_calibration"]
     assert [r["direction"] for r in calib["directions"]] == list(range(model.cfg.factors.total))
+    if calib["epsilon_std"] is not None:  # each direction stepped by its own spread over the test clips
+        std = torch.tensor([r["relative_std"] for r in calib["directions"]], dtype=torch.float64)
+        steps = torch.tensor([r["epsilon"] for r in calib["directions"]], dtype=torch.float64)
+        ratio = steps / std.clamp_min(CALIBRATION_ACTIVE_FRACTION)
+        torch.testing.assert_close(ratio, ratio[0].expand_as(ratio), rtol=1e-6, atol=0)
     for block in ("pose", "lip", "eyes"):
         for name in (f"calibration_overlap.{block}", f"calibration_overlap_all.{block}"):
             v = res["metrics"][name]["value"]
