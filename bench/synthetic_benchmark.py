@@ -115,8 +115,11 @@ def main(argv=None) -> int:
     cal = res["details"].get("factor_calibration")
     if cal:  # which dictionary directions calibration put where (true layout: lip, pose, gaze, blink, residual)
         step = "one step 0.5" if cal["epsilon_std"] is None else f"steps {cal['epsilon_std']:g} std per direction"
-        print(f"factor calibration on {cal['clip']} frame 0 ({step}, {cal['num_active']} active directions): "
-              + "; ".join(f"{k} {v}" for k, v in cal["calibrated"].items()))
+        one = cal["single_portrait"]
+        print(f"factor calibration on frame 0 of {', '.join(cal['clips'])} ({step}, {cal['num_active']} active "
+              "directions): " + "; ".join(f"{k} {v}" for k, v in cal["calibrated"].items())
+              + f"\n  {one['clip']} alone: overlap pose / lip / eyes "
+              + " / ".join(f"{one[k]:.2f}" for k in ("pose", "lip", "eyes")))
     failed = [k for k, m in res["metrics"].items() if m["ok"] is False]
     print(f"{len(res['clips'])} clips, {seconds:.1f} s; {len(failed)} of "
           f"{sum(m['ok'] is not None for m in res['metrics'].values())} targets missed")

@@ -59,8 +59,10 @@ class DemoCalibrateFactors:
             "required": {
                 "model": (DEMO_MODEL, {"tooltip": "A FLOAT-family model from Demo Load Model (DEMO-format models "
                                                   "need no calibration)."}),
-                "portrait": (DEMO_PORTRAIT, {"tooltip": "An encoded portrait to measure on (the first one of a "
-                                                        "batch): a frontal face with open eyes works best."}),
+                "portrait": (DEMO_PORTRAIT, {"tooltip": "Encoded portraits to measure on: every portrait of a "
+                                                        "batch is measured and the effects averaged, so a batch of "
+                                                        "a few (say 4) frontal faces with open eyes is steadier "
+                                                        "than one."}),
                 "epsilon": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 4.0, "step": 0.05,
                                       "tooltip": "Step along each motion direction when measuring what it moves: "
                                                  "in coefficient units, or with motion connected in standard "

@@ -5,7 +5,8 @@
    the eyes and the mouth, so that turns out of the image plane count as head motion) and the residual in the
    mouth and eye regions, from flow and optionally from pixels.  The step ε is one number for all
    directions, or per direction from the spread of real motion (:func:`coefficient_steps`: a direction is
-   then measured at the size it actually moves).
+   then measured at the size it actually moves).  Several portraits can be measured and their responses
+   averaged (:func:`combine_responses`), which is steadier than one face.
 2. :func:`score_directions` turns that into per-direction scores over ``(pose, lip, eyes, other)``.
 3. :func:`assign_directions` puts each direction in a block (``pose``, ``lip``, ``eyes`` = gaze or blink,
    ``residual``).
@@ -26,7 +27,7 @@ The core takes a generic ``render_fn(latents (N, W)) -> (images (N, C, H, W) or 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
 import torch
@@ -46,8 +47,8 @@ from .factor_sidecar import SCORE_CATEGORIES, FactorCalibration, calibration_fro
 from .factor_space import describe_shape
 
 __all__ = ["FaceRegions", "DirectionResponses", "face_regions", "region_masks", "fit_similarity",
-           "measure_directions", "coefficient_steps", "score_directions", "assign_directions", "block_rotations",
-           "calibrate_factors", "calibrate_autoencoder"]
+           "measure_directions", "coefficient_steps", "combine_responses", "score_directions", "assign_directions",
+           "block_rotations", "calibrate_factors", "calibrate_autoencoder"]
 
 _FACTOR_OF = {"pose": "pose", "lip": "lip", "eyes": "eyes", "other": "residual"}
 _BLOCK_ORDER = ("lip", "pose", "eyes", "residual")
@@ -200,8 +201,35 @@ def block_rotations(directions: Mapping[str, list[int]], responses: DirectionRes
     return out
 
 
+def combine_responses(responses: Sequence[DirectionResponses]) -> DirectionResponses:
+    """Responses measured on several portraits as one: energies and image-space motion averaged, the flow
+    changes of every portrait side by side (their principal directions are those of all portraits).
+
+    Every portrait must have been measured with the same steps on the same dictionary.
+    """
+    rs = list(responses)
+    if not rs or not all(isinstance(r, DirectionResponses) for r in rs):
+        raise DemoInputError("responses: expected one or more DirectionResponses")
+    first = rs[0]
+    for r in rs[1:]:
+        if r.epsilon.shape != first.epsilon.shape or not torch.equal(r.epsilon, first.epsilon):
+            raise DemoInputError("responses: measured with different steps or dictionaries; measure every "
+                                 "portrait with the same epsilon and Q")
+        if (r.image_energy is None) != (first.image_energy is None):
+            raise DemoInputError("responses: some were measured with images and some without")
+    if len(rs) == 1:
+        return first
+
+    def mean(name: str) -> Tensor:
+        return torch.stack([getattr(r, name) for r in rs]).mean(dim=0)
+
+    return DirectionResponses(
+        first.epsilon, mean("flow_energy"), None if first.image_energy is None else mean("image_energy"),
+        mean("motion"), *(torch.cat([getattr(r, k) for r in rs], dim=1) for k in ("head_flow", "mouth_flow", "eye_flow")))
+
+
 def calibrate_factors(
-    render_fn: RenderFn,
+    render_fn: RenderFn | Sequence[RenderFn],
     rest_latent: Tensor,
     Q: Tensor,
     *,
@@ -216,37 +244,62 @@ def calibrate_factors(
 ) -> FactorCalibration:
     """Measure, score, assign and rotate: the whole calibration (see the module docstring).
 
+    Args:
+        render_fn: one renderer, or one per portrait (measured on each, :func:`combine_responses`).
+        rest_latent: (W,) the rest latent of one portrait, or (B, W) one per renderer.
+        Q, epsilon, regions, batch_size, head_model: as in :func:`measure_directions`.
+        sizes: as in :func:`assign_directions`; image_weight, min_energy: as in :func:`score_directions`.
+        rotate: rotate coordinates within blocks (:func:`block_rotations`).
+
     Returns:
         A :class:`FactorCalibration` with source ``"measured"``, its scores and settings.
     """
+    fns = list(render_fn) if isinstance(render_fn, (list, tuple)) else [render_fn]
+    if not isinstance(rest_latent, Tensor) or rest_latent.ndim not in (1, 2) or not fns or (
+            rest_latent.ndim == 2 and rest_latent.shape[0] != len(fns)) or (rest_latent.ndim == 1 and len(fns) > 1):
+        raise DemoInputError(f"rest_latent: expected one latent per renderer ({len(fns)}, W), got "
+                             f"{describe_shape(rest_latent)}")
+    rests = rest_latent.reshape(len(fns), -1)
     regions = regions or face_regions()
-    responses = measure_directions(render_fn, rest_latent, Q, epsilon=epsilon, regions=regions,
-                                   batch_size=batch_size, head_model=head_model)
+    responses = combine_responses([measure_directions(fn, rest, Q, epsilon=epsilon, regions=regions,
+                                                      batch_size=batch_size, head_model=head_model)
+                                   for fn, rest in zip(fns, rests)])
     scores = score_directions(responses, image_weight=image_weight, min_energy=min_energy)
     directions = assign_directions(scores, sizes=sizes)
     rotations = block_rotations(directions, responses) if rotate else None
     settings = {"epsilon": responses.epsilon.tolist(), "regions": asdict(regions), "sizes": dict(sizes or {}),
                 "rotate": bool(rotate), "image_weight": image_weight, "min_energy": min_energy,
-                "head_model": head_model}
+                "head_model": head_model, "portraits": len(fns)}
     return calibration_from_directions(directions, Q.shape[1], block_rotations=rotations, source="measured",
                                        scores=scores, settings=settings, name="assignment")
 
 
 def calibrate_autoencoder(autoencoder, h_source: Tensor, feats: list[Tensor], source_motion: Tensor,
                           **kwargs) -> FactorCalibration:
-    """:func:`calibrate_factors` for a ``MotionAutoEncoder`` and one encoded portrait.
+    """:func:`calibrate_factors` for a ``MotionAutoEncoder`` and B encoded portraits (B ≥ 1).
+
+    Several portraits give a steadier calibration than one: a direction whose effect depends on the face
+    (a lip shape that barely shows on a closed mouth) is judged by its mean effect.
 
     Args:
         autoencoder: the motion auto-encoder (its ``render(..., return_flow=True)`` gives the 64×64 grid).
-        h_source: (1, W) appearance code; feats: its encoder features (1, C, r, r) low → high;
-        source_motion: (1, W) the portrait's own motion latent (rest = ``h_source + source_motion``).
+        h_source: (B, W) appearance codes; feats: their encoder features (B, C, r, r) low → high;
+        source_motion: (B, W) the portraits' own motion latents (rest = ``h_source + source_motion``).
         **kwargs: options of :func:`calibrate_factors`.
     """
-    feats_1 = [f[:1] for f in feats]
-    h = h_source.reshape(-1, h_source.shape[-1])[0]
+    h = h_source.reshape(-1, h_source.shape[-1])
+    motion = source_motion.reshape(-1, source_motion.shape[-1])
+    if motion.shape[0] != h.shape[0] or any(f.shape[0] != h.shape[0] for f in feats):
+        raise DemoInputError(f"source_motion, feats: expected {h.shape[0]} portraits like h_source, got "
+                             f"{motion.shape[0]} and {[f.shape[0] for f in feats]}")
 
-    def render_fn(latents: Tensor):  # motion = latent − h (a feature painter reads its coefficients)
-        return autoencoder.render(latents, feats_1, return_flow=True, motion=latents - h)
+    def renderer(b: int) -> RenderFn:
+        feats_b, h_b = [f[b:b + 1] for f in feats], h[b]
 
-    rest = h + source_motion.reshape(-1, source_motion.shape[-1])[0]
-    return calibrate_factors(render_fn, rest, autoencoder.directions().detach(), **kwargs)
+        def render_fn(latents: Tensor):  # motion = latent − h (a feature painter reads its coefficients)
+            return autoencoder.render(latents, feats_b, return_flow=True, motion=latents - h_b)
+
+        return render_fn
+
+    return calibrate_factors([renderer(b) for b in range(h.shape[0])], h + motion,
+                             autoencoder.directions().detach(), **kwargs)

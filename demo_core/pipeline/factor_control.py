@@ -373,7 +373,8 @@ def calibrate_model(
 ) -> tuple[FactorCalibration, Path, bool]:
     """Calibrate a FLOAT-family model's motion dictionary and save the sidecar beside ``checkpoint``.
 
-    Measured on the first portrait (:func:`~demo_core.motion.calibration.calibrate_autoencoder`), or read from
+    Measured on every portrait of the batch, their effects averaged (several faces give a steadier calibration
+    than one; :func:`~demo_core.motion.calibration.calibrate_autoencoder`), or read from
     ``manual_map`` (JSON ``{"lip": [3, 7], "pose": [0, 5], ...}``) when it is not blank.  An existing sidecar is
     kept, never replaced, unless ``overwrite``.  Without ``motion`` every direction is stepped by ``epsilon``
     coefficient units; with ``motion`` (this model's motion: sampled, or encoded from a driving video) each
@@ -408,6 +409,6 @@ def calibrate_model(
                                      "to step every direction by epsilon")
             steps = coefficient_steps(lam, scale=epsilon)
         with torch.inference_mode():
-            calibration = calibrate_autoencoder(model.motion_autoencoder, portrait.h_source[:1], portrait.feats,
-                                                portrait.source_motion[:1], epsilon=steps)
+            calibration = calibrate_autoencoder(model.motion_autoencoder, portrait.h_source, portrait.feats,
+                                                portrait.source_motion, epsilon=steps)
     return calibration, save_factor_calibration(calibration, checkpoint, overwrite=overwrite), True

@@ -27,8 +27,9 @@
   ``lip_sync_r_rendered`` / ``lip_sync_r_axis`` read the mouth from re-encoded frames / the lip.open axis;
 * **smoothness** — mean squared second difference of generated vs ground-truth trajectories per factor;
 * **factor calibration** — the FLOAT-family calibration (:func:`~demo_core.motion.calibration.calibrate_autoencoder`,
-  free assignment as in the calibration node) applied to this model as if its layout were unknown, on the
-  first test clip's frame 0, each direction stepped by ε = ``CALIBRATION_EPSILON_STD`` × its coefficient's
+  free assignment as in the calibration node) applied to this model as if its layout were unknown, on frame 0
+  of the first ``CALIBRATION_PORTRAITS`` test clips (effects averaged, as the node does for a batch of
+  portraits; clip 0 alone in the details), each direction stepped by ε = ``CALIBRATION_EPSILON_STD`` × its coefficient's
   standard deviation over the test clips (:func:`~demo_core.motion.calibration.coefficient_steps`: a move the
   model makes, judged at its own size); ``calibration_overlap.{pose,lip,eyes}`` is
   the subspace overlap (:func:`~demo_core.motion.calibration_check.subspace_overlap`, 1 = same) of each
@@ -77,7 +78,7 @@ from .metrics import (LinearProbe, angle_error, block_purity, cross_correlation_
 from .params import FACTOR_NAMES, PARAM_NAMES, FrameParams
 
 __all__ = ["Target", "METRIC_TARGETS", "YAW_TARGETS", "STRONGEST", "KEYFRAME_JSON", "CALIBRATION_EPSILON_STD",
-           "CALIBRATION_ACTIVE_FRACTION", "run_benchmark"]
+           "CALIBRATION_ACTIVE_FRACTION", "CALIBRATION_PORTRAITS", "run_benchmark"]
 
 FACTORS = tuple(FACTOR_NAMES)  # lip, pose, gaze, blink
 COLS = {f: [PARAM_NAMES.index(p) for p in names] for f, names in FACTOR_NAMES.items()}
@@ -90,6 +91,7 @@ PROBE_RIDGE = 1e-3
 KEYFRAME_JSON = '{"pose.yaw": {"mode": "absolute", "interp": "smooth", "keys": [[0.0, 0.0], [3.0, 15.0]]}}'
 CALIBRATION_EPSILON_STD = 2.0  # calibration step ε per direction, in units of its coefficient std over the test clips
 CALIBRATION_ACTIVE_FRACTION = 0.02  # active direction: coefficient std > this × the largest
+CALIBRATION_PORTRAITS = 4  # calibration measures frame 0 of this many test clips and averages the effects
 
 
 @dataclass(frozen=True)
@@ -443,13 +445,14 @@ def run_benchmark(model, test_dir: str | Path, *, num_clips: int = 12, seed: int
 
 
 def _calibration_section(b: _Bench, clips: list[_Clip]) -> tuple[dict, dict]:
-    """Calibrate the model's dictionary on clip 0's frame 0 ignoring its layout; overlaps with the true blocks.
+    """Calibrate the model's dictionary on frame 0 of the first ``CALIBRATION_PORTRAITS`` clips ignoring its
+    layout; overlaps with the true blocks (and, in the details, those of clip 0 alone).
 
     Free assignment (no ``sizes``): the calibration must find the block sizes itself, as it does for a
     FLOAT-family checkpoint.  Metrics: ``calibration_overlap.<block>`` over active directions,
     ``calibration_overlap_all.<block>`` over all; details say where each direction went.
     """
-    clip = clips[0]
+    used = clips[:CALIBRATION_PORTRAITS]
     lam = torch.cat([c.lam for c in clips])  # (N, M)
     std = lam.double().std(dim=0)
     active = active_directions(lam, CALIBRATION_ACTIVE_FRACTION)
@@ -457,9 +460,14 @@ def _calibration_section(b: _Bench, clips: list[_Clip]) -> tuple[dict, dict]:
         epsilon = coefficient_steps(lam, scale=CALIBRATION_EPSILON_STD, floor=CALIBRATION_ACTIVE_FRACTION)
     else:
         epsilon = 0.5  # the calibration's own default when the clips do not move at all
-    cal = calibrate_autoencoder(b.mae, clip.h, clip.feats, b.mae.motion_from_coefficients(clip.lam[:1]),
-                                epsilon=epsilon)
     Q = b.Q.detach()
+
+    def calibrate(cs: list[_Clip]):  # frame 0 of each clip
+        rest = b.mae.motion_from_coefficients(torch.cat([c.lam[:1] for c in cs]))
+        feats = [torch.cat(level) for level in zip(*(c.feats for c in cs))]
+        return calibrate_autoencoder(b.mae, torch.cat([c.h for c in cs]), feats, rest, epsilon=epsilon)
+
+    cal = calibrate(used)
     m = {f"calibration_overlap.{k}": v for k, v in calibration_overlaps(cal, b.layout, Q, active=active).items()}
     m.update({f"calibration_overlap_all.{k}": v for k, v in calibration_overlaps(cal, b.layout, Q).items()})
     rows = direction_report(cal, b.layout)
@@ -468,10 +476,13 @@ def _calibration_section(b: _Bench, clips: list[_Clip]) -> tuple[dict, dict]:
         i = row["direction"]
         row.update({"active": bool(active[i]), "relative_std": float(std[i] / std.max().clamp_min(1e-300)),
                     "epsilon": steps[i], "scores": dict(zip(SCORE_CATEGORIES, cal.scores[i].tolist()))})
-    d = {"clip": clip.name, "frame": 0, "epsilon_std": CALIBRATION_EPSILON_STD if isinstance(epsilon, Tensor) else None,
-         "assignment": "free",
+    single = calibrate(used[:1])  # one portrait, as with a single image in the node (for information)
+    d = {"clips": [c.name for c in used], "frame": 0,
+         "epsilon_std": CALIBRATION_EPSILON_STD if isinstance(epsilon, Tensor) else None, "assignment": "free",
          "active_fraction": CALIBRATION_ACTIVE_FRACTION, "num_active": int(active.sum()),
-         "calibrated": {k: list(v) for k, v in cal.directions.items()}, "directions": rows}
+         "calibrated": {k: list(v) for k, v in cal.directions.items()}, "directions": rows,
+         "single_portrait": {"clip": used[0].name, "calibrated": {k: list(v) for k, v in single.directions.items()},
+                             **calibration_overlaps(single, b.layout, Q, active=active)}}
     return m, d
 
 

@@ -13,6 +13,7 @@ from demo_core.motion.calibration import (
     calibrate_autoencoder,
     calibrate_factors,
     coefficient_steps,
+    combine_responses,
     face_regions,
     fit_similarity,
     measure_directions,
@@ -184,6 +185,16 @@ def test_calibrate_a_tiny_motion_autoencoder():
     torch.testing.assert_close(cal.rotation.T @ cal.rotation, torch.eye(4, dtype=torch.float64), atol=1e-8, rtol=0)
     assert cal.space(mae.directions().detach()).basis.shape == (8, 4)
     assert torch.isfinite(cal.scores).all() and cal.settings["epsilon"] == [1.0] * 4
+    two = torch.cat([image, image.flip(-1)])  # a batch of portraits: each measured, effects averaged
+    with torch.no_grad():
+        h2, lam2, feats2 = mae.encode(two)
+        motion2 = mae.motion_from_coefficients(lam2)
+    cal2 = calibrate_autoencoder(mae, h2, feats2, motion2, epsilon=1.0)
+    assert cal2.settings["portraits"] == 2 and torch.isfinite(cal2.scores).all()
+    first = calibrate_autoencoder(mae, h2[:1], [f[:1] for f in feats2], motion2[:1], epsilon=1.0)
+    torch.testing.assert_close(first.scores, cal.scores, atol=1e-3, rtol=0)  # the first alone: as above
+    with pytest.raises(DemoInputError, match="source_motion, feats: expected 2 portraits"):
+        calibrate_autoencoder(mae, h2, feats2, motion2[:1], epsilon=1.0)
 
 
 class _TurnRenderer:
@@ -222,12 +233,17 @@ def test_a_turn_out_of_the_image_plane_is_head_motion():
 
 
 class _ScaledRenderer(AnalyticRenderer):
-    """The analytic renderer with direction 9 (a lip shape) rendered at 1 % per unit coefficient: a direction
-    the motion swings a hundred times wider than the others."""
+    """The analytic renderer with direction 9 (a lip shape) rendered at ``gain`` (default 1 %) per unit
+    coefficient: a direction the motion swings a hundred times wider than the others, or (gain 0) a face on
+    which it does not show."""
+
+    def __init__(self, Q, rest, gain=0.01, **kwargs):
+        super().__init__(Q, rest, **kwargs)
+        self.gain = gain
 
     def __call__(self, latents):
         moved = (latents.double() - self.rest) @ self.Q  # (N, M)
-        moved[:, 9] *= 0.01
+        moved[:, 9] *= self.gain
         return super().__call__(self.rest + moved @ self.Q.T)
 
 
@@ -265,3 +281,31 @@ def test_coefficient_steps_floor_and_refusals():
     for kwargs in ({"scale": 0.0}, {"floor": 0.0}, {"floor": 1.5}, {"scale": True}):
         with pytest.raises(DemoInputError, match=next(iter(kwargs))):
             coefficient_steps(lam, **kwargs)
+
+
+def test_several_portraits_are_measured_and_averaged(setup):
+    Q, rest = setup
+    blind = _ScaledRenderer(Q, rest.double(), gain=0.0)  # a face on which lip direction 9 does not show
+    alone = calibrate_factors(blind, rest, Q)
+    assert 9 in alone.directions["residual"] and alone.settings["portraits"] == 1
+    other_rest = rest + 0.1 * Q[:, 0]
+    both = calibrate_factors([blind, AnalyticRenderer(Q, other_rest.double())], torch.stack([rest, other_rest]), Q)
+    assert {k: sorted(v) for k, v in both.directions.items()} == {k: sorted(v) for k, v in TRUE.items()}
+    assert both.settings["portraits"] == 2
+    a = measure_directions(blind, rest, Q)
+    b = measure_directions(AnalyticRenderer(Q, other_rest.double()), other_rest, Q)
+    c = combine_responses([a, b])
+    torch.testing.assert_close(c.flow_energy, (a.flow_energy + b.flow_energy) / 2)
+    torch.testing.assert_close(c.image_energy, (a.image_energy + b.image_energy) / 2)
+    torch.testing.assert_close(c.motion, (a.motion + b.motion) / 2)
+    assert c.mouth_flow.shape == (M, 2 * a.mouth_flow.shape[1]) and combine_responses([a]) is a
+    with pytest.raises(DemoInputError, match="different steps"):
+        combine_responses([a, measure_directions(blind, rest, Q, epsilon=0.3)])
+    with pytest.raises(DemoInputError, match="with images and some without"):
+        combine_responses([a, measure_directions(AnalyticRenderer(Q, rest.double(), images=False), rest, Q)])
+    with pytest.raises(DemoInputError, match="responses"):
+        combine_responses([])
+    with pytest.raises(DemoInputError, match=r"rest_latent: expected one latent per renderer \(2, W\)"):
+        calibrate_factors([blind, blind], rest, Q)
+    with pytest.raises(DemoInputError, match="rest_latent"):
+        calibrate_factors(blind, torch.stack([rest, rest]), Q)
