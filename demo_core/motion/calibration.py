@@ -223,9 +223,12 @@ def combine_responses(responses: Sequence[DirectionResponses]) -> DirectionRespo
     def mean(name: str) -> Tensor:
         return torch.stack([getattr(r, name) for r in rs]).mean(dim=0)
 
-    return DirectionResponses(
-        first.epsilon, mean("flow_energy"), None if first.image_energy is None else mean("image_energy"),
-        mean("motion"), *(torch.cat([getattr(r, k) for r in rs], dim=1) for k in ("head_flow", "mouth_flow", "eye_flow")))
+    def side_by_side(name: str) -> Tensor:
+        return torch.cat([getattr(r, name) for r in rs], dim=1)
+
+    return DirectionResponses(first.epsilon, mean("flow_energy"),
+                              None if first.image_energy is None else mean("image_energy"), mean("motion"),
+                              side_by_side("head_flow"), side_by_side("mouth_flow"), side_by_side("eye_flow"))
 
 
 def calibrate_factors(

@@ -29,11 +29,11 @@
 * **factor calibration** — the FLOAT-family calibration (:func:`~demo_core.motion.calibration.calibrate_autoencoder`,
   free assignment as in the calibration node) applied to this model as if its layout were unknown, on frame 0
   of the first ``CALIBRATION_PORTRAITS`` test clips (effects averaged, as the node does for a batch of
-  portraits; clip 0 alone in the details), each direction stepped by ε = ``CALIBRATION_EPSILON_STD`` × its coefficient's
-  standard deviation over the test clips (:func:`~demo_core.motion.calibration.coefficient_steps`: a move the
-  model makes, judged at its own size); ``calibration_overlap.{pose,lip,eyes}`` is
-  the subspace overlap (:func:`~demo_core.motion.calibration_check.subspace_overlap`, 1 = same) of each
-  calibrated block with the true one (eyes = gaze + blink) over the *active* directions only — those whose
+  portraits; clip 0 alone in the details), each direction stepped by ε = ``CALIBRATION_EPSILON_STD`` × its
+  coefficient's standard deviation over the test clips (:func:`~demo_core.motion.calibration.coefficient_steps`:
+  a move the model makes, judged at its own size); ``calibration_overlap.{pose,lip,eyes}`` is the subspace
+  overlap (:func:`~demo_core.motion.calibration_check.subspace_overlap`, 1 = same) of each calibrated block
+  with the true one (eyes = gaze + blink) over the *active* directions only — those whose
   encoded coefficients vary on the test clips (std > ``CALIBRATION_ACTIVE_FRACTION`` × the largest): a
   direction the encoder never uses (collapsed free lip or residual coordinates) cannot be identified by
   rendering.  ``calibration_overlap_all.*`` counts every direction (for information).
