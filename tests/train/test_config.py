@@ -79,6 +79,12 @@ def test_a_config_extends_another_and_the_painter_recipe():
     counter = load_train_config(default_config_path().parent / "demo_synthetic_64_counterfactual.json")
     assert counter.stage1.weights.counterfactual > 0 and counter.stage1.weights.locality == local.stage1.weights.locality
     assert counter.stage1.trainable == ("motion_autoencoder.enc.fc",) + painter.stage1.trainable  # + the factor encoders
+    residual = load_train_config(default_config_path().parent / "demo_synthetic_64_residual.json")
+    assert residual.stage1.trainable == ("motion_autoencoder.enc.fc.encoders.residual",
+                                         "motion_autoencoder.enc.fc.heads.residual")  # the residual encoder alone
+    assert residual.stage1.weights.counterfactual > 0 and residual.stage1.weights.cycle == 0
+    assert residual.stage1.weights.locality == 0 and residual.to_dict()["model"] == local.to_dict()["model"]
+    assert residual.stage2.steps == 4000 and residual.stage2.smooth == local.stage2.smooth
 
 
 def test_extends_merges_nested_keys_and_rejects_loops(tmp_path):
