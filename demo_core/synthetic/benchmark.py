@@ -15,6 +15,9 @@
   draws each frame again with f's strongest parameter (``STRONGEST``) moved by ``edit_std`` label standard
   deviations towards the data mean, and both ground-truth frames are encoded and read by the probe — the part of
   the leakage no renderer can remove (the encoders read one factor's pixels as another factor);
+  ``pose_freeze_motion`` (for information) — the pose block held at each clip's first frame, the clip's own
+  other coefficients rendered and re-encoded: the RMS motion of the probe's pose parameters that is left, as a
+  fraction of that with the pose free (0 = a pose freeze holds the head still);
 * **lip sync** — motion sampled from each clip's audio through :mod:`demo_core.pipeline` (source = first
   frame, fixed seed), mouth opening read by the probe, Pearson r and cross-correlation lag vs the labels;
 * **pose control** — pose.yaw set through the axis to each of ``YAW_TARGETS`` on encoded test frames
@@ -119,6 +122,7 @@ def _targets() -> dict[str, Target | None]:
               for p in PARAM_NAMES})
     t.update({f"leakage.{f}->{g}": Target("<", 0.05) for f in FACTORS for g in FACTORS if g != f})
     t.update({f"encoder_leakage.{f}->{g}": None for f in FACTORS for g in FACTORS if g != f})
+    t["pose_freeze_motion"] = None
     t.update({f"edit_gain.{f}": Target(">=", 0.5) for f in FACTORS})
     t.update({f"dci_purity.{f}": Target(">=", 0.9) for f in FACTORS})
     t.update({f"identity_share.{f}": None for f in FACTORS})
@@ -312,6 +316,25 @@ def _encoder_leakage_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, 
     return {"metrics": out, "effect_std": effect}
 
 
+def _pose_freeze_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, frames: int) -> tuple[float, list]:
+    """Head motion left when the pose block is held at the first frame (see the module doc): the ratio over all
+    clips, and per clip ``{"clip", "ratio"}``."""
+    block, cols = b.slices["pose"], COLS["pose"]
+    left = free = 0.0
+    per_clip = []
+    for i, clip in enumerate(clips):
+        lam = clip.lam[_frame_subset(clip.lam.shape[0], frames, b.device)]  # (K, M), frame 0 first
+        held = lam.clone()
+        held[:, block] = lam[:1, block]
+        sq = []
+        for coefficients in (lam, held):
+            z = calib.standardize(b.read(i, b.reencode(clip, b.mae.motion_from_coefficients(coefficients))))[:, cols]
+            sq.append(float(((z - z.mean(dim=0)) ** 2).sum()))
+        free, left = free + sq[0], left + sq[1]
+        per_clip.append({"clip": clip.name, "ratio": math.sqrt(sq[1] / sq[0]) if sq[0] > 0 else math.nan})
+    return (math.sqrt(left / free) if free > 0 else math.nan), per_clip
+
+
 def _yaw_section(b: _Bench, clips: list[_Clip], motions: list[Tensor], frames: int) -> tuple[dict, dict]:
     """Set pose.yaw to each of ``YAW_TARGETS`` on a few frames of every clip's motion (T, W), render,
     re-encode and read the yaw back through the encoder's axis and through the probe (errors in degrees)."""
@@ -422,6 +445,7 @@ def run_benchmark(model, test_dir: str | Path, *, num_clips: int = 12, seed: int
         enc = _encoder_leakage_section(b, clips, calib, frames_per_clip, edit_std)
         m.update(enc["metrics"])
         d["encoder_edit_effect_std"] = enc["effect_std"]
+        m["pose_freeze_motion"], d["pose_freeze"] = _pose_freeze_section(b, clips, calib, frames_per_clip)
         m2, d["yaw_readback"] = _yaw_section(b, clips, [b.mae.motion_from_coefficients(c.lam) for c in clips],
                                              frames_per_clip)
         m.update(m2)

@@ -55,6 +55,10 @@ def test_run_benchmark_returns_every_metric(test_split, model):
     for key in ("probe_r2", "axis_readout", "dci", "edit_effect_std", "yaw_readback", "yaw_readback_generated",
                 "lip_sync", "keyframe", "driven", "smoothness", "factor_calibration", "encoder_edit_effect_std"):
         assert key in res["details"], key
+    freeze = res["details"]["pose_freeze"]  # head motion left with the pose block held
+    assert [f["clip"] for f in freeze] == res["clips"]
+    for ratio in [f["ratio"] for f in freeze] + [res["metrics"]["pose_freeze_motion"]["value"]]:
+        assert math.isnan(ratio) or ratio >= 0
     enc = res["details"]["encoder_edit_effect_std"]  # ground-truth frames redrawn: mouth and head edits read back
     assert set(enc) == {"lip", "pose", "gaze", "blink"} and enc["lip"]["lip"] > 0 and enc["pose"]["pose"] > 0, enc
     calib = res["details"]["factor_calibration"]
