@@ -85,6 +85,9 @@ def test_a_config_extends_another_and_the_painter_recipe():
     assert residual.stage1.weights.counterfactual > 0 and residual.stage1.weights.cycle == 0
     assert residual.stage1.weights.locality == 0 and residual.to_dict()["model"] == local.to_dict()["model"]
     assert residual.stage2.steps == 4000 and residual.stage2.smooth == local.stage2.smooth
+    readback = load_train_config(default_config_path().parent / "demo_synthetic_64_readback.json")
+    assert readback.stage1.trainable == local.stage1.trainable  # encoders frozen: stage 2 stays valid
+    assert readback.stage1.cycle_factors == ("pose", "gaze", "blink") and readback.stage1.weights.cycle > 0
 
 
 def test_extends_merges_nested_keys_and_rejects_loops(tmp_path):
