@@ -54,7 +54,8 @@ _FACTOR_OF = {"pose": "pose", "lip": "lip", "eyes": "eyes", "other": "residual"}
 _BLOCK_ORDER = ("lip", "pose", "eyes", "residual")
 
 
-def coefficient_steps(coefficients: Tensor, *, scale: float = 1.0, floor: float = 0.02) -> Tensor:
+def coefficient_steps(coefficients: Tensor, *, scale: float = 1.0, floor: float = 0.02,
+                      name: str = "coefficients") -> Tensor:
     """Per-direction calibration steps from real motion: ``scale`` × each coefficient's standard deviation.
 
     Args:
@@ -62,26 +63,27 @@ def coefficient_steps(coefficients: Tensor, *, scale: float = 1.0, floor: float 
             sampled motion); every leading dimension counts as frames.
         scale: the step in standard deviations (> 0).
         floor: a direction that hardly moves is still measured, with ``floor`` × the largest step (0 < floor <= 1).
+        name: the input named in error messages (e.g. ``"motion"``).
 
     Returns:
         (M,) float64 steps for :func:`calibrate_factors` (``epsilon``).
     """
     if not isinstance(coefficients, Tensor) or coefficients.ndim < 2:
-        raise DemoInputError(f"coefficients: expected motion coefficients (frames, M), got "
+        raise DemoInputError(f"{name}: expected motion coefficients (frames, M), got "
                              f"{describe_shape(coefficients)}")
     lam = coefficients.detach().reshape(-1, coefficients.shape[-1]).double()
     if lam.shape[0] < 2 or lam.shape[1] < 1:
-        raise DemoInputError(f"coefficients: need at least 2 frames of at least 1 direction, got {tuple(lam.shape)}")
+        raise DemoInputError(f"{name}: need at least 2 frames of at least 1 direction, got {tuple(lam.shape)}")
     if not bool(torch.isfinite(lam).all()):
-        raise DemoInputError("coefficients: contain NaN or infinite values")
-    for name, v, ok in (("scale", scale, lambda x: x > 0), ("floor", floor, lambda x: 0 < x <= 1)):
+        raise DemoInputError(f"{name}: contains NaN or infinite values")
+    for arg, v, ok in (("scale", scale, lambda x: x > 0), ("floor", floor, lambda x: 0 < x <= 1)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
-            raise DemoInputError(f"{name}: expected {'a number > 0' if name == 'scale' else 'a number in (0, 1]'}, "
+            raise DemoInputError(f"{arg}: expected {'a number > 0' if arg == 'scale' else 'a number in (0, 1]'}, "
                                  f"got {v!r}")
     std = lam.std(dim=0).cpu()
-    if float(std.max()) <= 0:
-        raise DemoInputError("coefficients: the motion does not move (every coefficient is constant); give motion "
-                             "with some movement, or one step (epsilon) for all directions")
+    if float(std.max()) <= 1e-9 * float(lam.abs().max()):  # constant up to rounding (a repeated frame)
+        raise DemoInputError(f"{name}: it does not move (every frame the same); give motion with movement (sampled "
+                             "from speech or encoded from a driving video), or one step (epsilon) for all directions")
     return scale * std.clamp_min(floor * float(std.max()))
 
 
@@ -258,11 +260,10 @@ def calibrate_factors(
         A :class:`FactorCalibration` with source ``"measured"``, its scores and settings.
     """
     fns = list(render_fn) if isinstance(render_fn, (list, tuple)) else [render_fn]
-    if not isinstance(rest_latent, Tensor) or rest_latent.ndim not in (1, 2) or not fns or (
-            rest_latent.ndim == 2 and rest_latent.shape[0] != len(fns)) or (rest_latent.ndim == 1 and len(fns) > 1):
+    rests = rest_latent[None] if isinstance(rest_latent, Tensor) and rest_latent.ndim == 1 else rest_latent
+    if not isinstance(rests, Tensor) or rests.ndim != 2 or rests.shape[0] != len(fns):
         raise DemoInputError(f"rest_latent: expected one latent per renderer ({len(fns)}, W), got "
                              f"{describe_shape(rest_latent)}")
-    rests = rest_latent.reshape(len(fns), -1)
     regions = regions or face_regions()
     responses = combine_responses([measure_directions(fn, rest, Q, epsilon=epsilon, regions=regions,
                                                       batch_size=batch_size, head_model=head_model)

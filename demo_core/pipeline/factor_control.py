@@ -401,13 +401,7 @@ def calibrate_model(
                                      f"{model.motion_autoencoder.cfg.dim_w}), got "
                                      f"{motion.dim if isinstance(motion, MotionTrack) else type(motion).__name__}")
             Q = model.motion_autoencoder.directions().detach().to(device="cpu", dtype=torch.float64)
-            lam = motion.latents.detach().cpu().double() @ Q  # (B, T, M)
-            flat = lam.reshape(-1, lam.shape[-1])
-            if flat.shape[0] < 2 or float(flat.std(0).max()) <= 1e-9 * float(flat.abs().max()):
-                raise DemoInputError("motion: it does not move (one frame, or every frame the same); connect motion "
-                                     "with movement (sampled from speech or encoded from a driving video), or none "
-                                     "to step every direction by epsilon")
-            steps = coefficient_steps(lam, scale=epsilon)
+            steps = coefficient_steps(motion.latents.detach().cpu().double() @ Q, scale=epsilon, name="motion")
         with torch.inference_mode():
             calibration = calibrate_autoencoder(model.motion_autoencoder, portrait.h_source, portrait.feats,
                                                 portrait.source_motion, epsilon=steps)

@@ -265,10 +265,12 @@ def _edit_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, frames: int
     sq = {f: {g: 0.0 for g in FACTORS} for f in FACTORS}
     count = {f: 0 for f in FACTORS}
     intended = {f: 0.0 for f in FACTORS}
+    base = []
     for i, clip in enumerate(clips):
         idx = _frame_subset(clip.lam.shape[0], frames, b.device)
         lam = clip.lam[idx]  # (K, M)
         z_base = calib.standardize(b.read(i, b.reencode(clip, b.mae.motion_from_coefficients(lam))))  # (K, 12)
+        base.append(z_base)
         for f in FACTORS:
             u, g = _edit_step(calib, b.slices[f], COLS[f])
             step = min(edit_std / max(float(g.abs().max()), 1e-8), 4.0 * float(calib.x_std[b.slices[f]].norm()))
@@ -284,7 +286,7 @@ def _edit_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, frames: int
     for f in FACTORS:
         want = math.sqrt(intended[f] / max(count[f], 1))
         out[f"edit_gain.{f}"] = effect[f][f] / want if want > 0 else math.nan
-    return {"metrics": out, "effect_std": effect}
+    return {"metrics": out, "effect_std": effect, "base": base}
 
 
 def _encoder_leakage_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, frames: int, edit_std: float) -> dict:
@@ -316,9 +318,11 @@ def _encoder_leakage_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, 
     return {"metrics": out, "effect_std": effect}
 
 
-def _pose_freeze_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, frames: int) -> tuple[float, list]:
+def _pose_freeze_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, frames: int,
+                         base: list[Tensor]) -> tuple[float, list]:
     """Head motion left when the pose block is held at the first frame (see the module doc): the ratio over all
-    clips, and per clip ``{"clip", "ratio"}``."""
+    clips, and per clip ``{"clip", "ratio"}``.  ``base``: per clip, the standardised read-out (K, 12) of its
+    own motion on the same frames, rendered and re-encoded (from :func:`_edit_section`)."""
     block, cols = b.slices["pose"], COLS["pose"]
     left = free = 0.0
     per_clip = []
@@ -327,8 +331,8 @@ def _pose_freeze_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, fram
         held = lam.clone()
         held[:, block] = lam[:1, block]
         sq = []
-        for coefficients in (lam, held):
-            z = calib.standardize(b.read(i, b.reencode(clip, b.mae.motion_from_coefficients(coefficients))))[:, cols]
+        for z in (base[i], calib.standardize(b.read(i, b.reencode(clip, b.mae.motion_from_coefficients(held))))):
+            z = z[:, cols]
             sq.append(float(((z - z.mean(dim=0)) ** 2).sum()))
         free, left = free + sq[0], left + sq[1]
         per_clip.append({"clip": clip.name, "ratio": math.sqrt(sq[1] / sq[0]) if sq[0] > 0 else math.nan})
@@ -445,7 +449,8 @@ def run_benchmark(model, test_dir: str | Path, *, num_clips: int = 12, seed: int
         enc = _encoder_leakage_section(b, clips, calib, frames_per_clip, edit_std)
         m.update(enc["metrics"])
         d["encoder_edit_effect_std"] = enc["effect_std"]
-        m["pose_freeze_motion"], d["pose_freeze"] = _pose_freeze_section(b, clips, calib, frames_per_clip)
+        m["pose_freeze_motion"], d["pose_freeze"] = _pose_freeze_section(b, clips, calib, frames_per_clip,
+                                                                         edits["base"])
         m2, d["yaw_readback"] = _yaw_section(b, clips, [b.mae.motion_from_coefficients(c.lam) for c in clips],
                                              frames_per_clip)
         m.update(m2)
