@@ -88,6 +88,13 @@ def test_a_config_extends_another_and_the_painter_recipe():
     readback = load_train_config(default_config_path().parent / "demo_synthetic_64_readback.json")
     assert readback.stage1.trainable == local.stage1.trainable  # encoders frozen: stage 2 stays valid
     assert readback.stage1.cycle_factors == ("pose", "gaze", "blink") and readback.stage1.weights.cycle > 0
+    ids = load_train_config(default_config_path().parent / "demo_synthetic_64_identities.json")
+    assert ids.stage1.trainable == tuple(f"motion_autoencoder.enc.fc.{part}.{name}" for name in ("gaze", "blink")
+                                         for part in ("encoders", "heads"))  # the eye encoders alone
+    assert ids.stage1.detach_render == ("gaze", "blink") and ids.stage1.weights.counterfactual > 0
+    w = ids.stage1.weights  # labels and counterfactual pairs only: no term reaches the frozen parts through the decoder
+    assert w.gaze > 0 and w.blink > 0 and w.recon_l1 == w.recon_ssim == w.recon_region == w.cycle == w.locality == 0
+    assert ids.to_dict()["model"] == residual.to_dict()["model"] and ids.stage2.steps == residual.stage2.steps
 
 
 def test_extends_merges_nested_keys_and_rejects_loops(tmp_path):
