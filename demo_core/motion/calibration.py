@@ -76,10 +76,13 @@ def coefficient_steps(coefficients: Tensor, *, scale: float = 1.0, floor: float 
         raise DemoInputError(f"{name}: need at least 2 frames of at least 1 direction, got {tuple(lam.shape)}")
     if not bool(torch.isfinite(lam).all()):
         raise DemoInputError(f"{name}: contains NaN or infinite values")
-    for arg, v, ok in (("scale", scale, lambda x: x > 0), ("floor", floor, lambda x: 0 < x <= 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
-            raise DemoInputError(f"{arg}: expected {'a number > 0' if arg == 'scale' else 'a number in (0, 1]'}, "
-                                 f"got {v!r}")
+    def number(v) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+    if not (number(scale) and scale > 0):
+        raise DemoInputError(f"scale: expected a number > 0, got {scale!r}")
+    if not (number(floor) and 0 < floor <= 1):
+        raise DemoInputError(f"floor: expected a number in (0, 1], got {floor!r}")
     std = lam.std(dim=0).cpu()
     if float(std.max()) <= 1e-9 * float(lam.abs().max()):  # constant up to rounding (a repeated frame)
         raise DemoInputError(f"{name}: it does not move (every frame the same); give motion with movement (sampled "
@@ -214,7 +217,7 @@ def combine_responses(responses: Sequence[DirectionResponses]) -> DirectionRespo
         raise DemoInputError("responses: expected one or more DirectionResponses")
     first = rs[0]
     for r in rs[1:]:
-        if r.epsilon.shape != first.epsilon.shape or not torch.equal(r.epsilon, first.epsilon):
+        if not torch.equal(r.epsilon, first.epsilon):  # False for different shapes too
             raise DemoInputError("responses: measured with different steps or dictionaries; measure every "
                                  "portrait with the same epsilon and Q")
         if (r.image_energy is None) != (first.image_energy is None):

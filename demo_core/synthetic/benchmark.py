@@ -324,18 +324,21 @@ def _pose_freeze_section(b: _Bench, clips: list[_Clip], calib: LinearProbe, fram
     clips, and per clip ``{"clip", "ratio"}``.  ``base``: per clip, the standardised read-out (K, 12) of its
     own motion on the same frames, rendered and re-encoded (from :func:`_edit_section`)."""
     block, cols = b.slices["pose"], COLS["pose"]
+
+    def spread(z: Tensor) -> float:  # squared deviation of the pose read-out from its clip mean
+        z = z[:, cols]
+        return float(((z - z.mean(dim=0)) ** 2).sum())
+
     left = free = 0.0
     per_clip = []
     for i, clip in enumerate(clips):
         lam = clip.lam[_frame_subset(clip.lam.shape[0], frames, b.device)]  # (K, M), frame 0 first
         held = lam.clone()
         held[:, block] = lam[:1, block]
-        sq = []
-        for z in (base[i], calib.standardize(b.read(i, b.reencode(clip, b.mae.motion_from_coefficients(held))))):
-            z = z[:, cols]
-            sq.append(float(((z - z.mean(dim=0)) ** 2).sum()))
-        free, left = free + sq[0], left + sq[1]
-        per_clip.append({"clip": clip.name, "ratio": math.sqrt(sq[1] / sq[0]) if sq[0] > 0 else math.nan})
+        sq_free = spread(base[i])
+        sq_left = spread(calib.standardize(b.read(i, b.reencode(clip, b.mae.motion_from_coefficients(held)))))
+        free, left = free + sq_free, left + sq_left
+        per_clip.append({"clip": clip.name, "ratio": math.sqrt(sq_left / sq_free) if sq_free > 0 else math.nan})
     return (math.sqrt(left / free) if free > 0 else math.nan), per_clip
 
 
