@@ -132,6 +132,11 @@ class Stage1Objective(nn.Module):
         self.register_buffer("all_blocks", block_rows(self.layout, self.layout.names), persistent=False)
         self.register_buffer("locality_parts", torch.tensor([LOCALITY_PARTS[n] for n in local] or [0]),
                              persistent=False)
+        # Only the reconstruction, re-encoding, locality and adversarial terms read rendered frames; an
+        # encoder-only phase (labels, contrastive and counterfactual terms) skips the source encoding and decoder.
+        w = cfg.weights
+        self.renders = (w.recon_l1 > 0 or w.recon_ssim > 0 or w.cycle > 0 or w.locality > 0
+                        or (adversarial is not None and w.adversarial > 0))
 
     def _audio_features(self, batch: Stage1Batch, frames: int) -> Tensor:
         rows = []
@@ -208,20 +213,24 @@ class Stage1Objective(nn.Module):
         cfg, w = self.cfg, self.cfg.weights
         b, F = batch.driving.shape[:2]
         target = batch.driving.flatten(0, 1)  # (b·F, 3, S, S)
-        h_s, _, _, feats = self.mae.encode_posterior(batch.source)
         mean_d, logvar_d = self.mae.coefficients_posterior(target)  # (b·F, M)
         lam_d = mean_d
         if self.vae and logvar_d is not None:
             lam_d = mean_d + torch.exp(0.5 * logvar_d) * batch.eps.reshape(b * F, -1)
         lam_r = torch.where(self.render_detached, lam_d.detach(), lam_d) if cfg.detach_render else lam_d
-        motion_d = self.mae.motion_from_coefficients(lam_r)  # (b·F, W)
-        latent = h_s.repeat_interleave(F, dim=0) + motion_d
-        recon = self.mae.render(latent, feats, motion=motion_d)  # (b·F, 3, S, S), row n uses feats[n // F]
-        loss, parts = reconstruction_loss(recon, target, scales=cfg.scales, l1_weight=w.recon_l1,
-                                          ssim_weight=w.recon_ssim, region=batch.region.flatten(0, 1),
-                                          region_weight=w.recon_region)
+        zero = mean_d.new_zeros(())
+        if self.renders:
+            h_s, _, _, feats = self.mae.encode_posterior(batch.source)
+            motion_d = self.mae.motion_from_coefficients(lam_r)  # (b·F, W)
+            latent = h_s.repeat_interleave(F, dim=0) + motion_d
+            recon = self.mae.render(latent, feats, motion=motion_d)  # (b·F, 3, S, S), row n uses feats[n // F]
+            loss, parts = reconstruction_loss(recon, target, scales=cfg.scales, l1_weight=w.recon_l1,
+                                              ssim_weight=w.recon_ssim, region=batch.region.flatten(0, 1),
+                                              region_weight=w.recon_region)
+        else:  # encoder-only phase: no term reads a rendered frame (several times faster per step); the zero
+            # keeps the encoders in the graph, so a batch without any active term still back-propagates
+            loss, parts = 0.0 * mean_d.sum(), {"l1": zero, "ssim": zero, "l1_region": zero}
         metrics = dict(parts)
-        zero = loss.new_zeros(())
         blocks = split_coefficients(mean_d, self.layout)
         groups = _groups(b, cfg.contrast_group)
 

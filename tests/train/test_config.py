@@ -9,6 +9,7 @@ import pytest
 from demo_core.errors import DemoInputError
 from demo_core.models.demo_model import DemoModel
 from demo_core.train import TrainConfig, default_config_path, load_train_config
+from demo_core.train.objectives import Stage1Objective
 
 
 def test_bundled_config_builds_a_small_model():
@@ -95,6 +96,13 @@ def test_a_config_extends_another_and_the_painter_recipe():
     w = ids.stage1.weights  # labels and counterfactual pairs only: no term reaches the frozen parts through the decoder
     assert w.gaze > 0 and w.blink > 0 and w.recon_l1 == w.recon_ssim == w.recon_region == w.cycle == w.locality == 0
     assert ids.to_dict()["model"] == residual.to_dict()["model"] and ids.stage2.steps == residual.stage2.steps
+    enc = load_train_config(default_config_path().parent / "demo_synthetic_64_encoders.json")
+    assert enc.stage1.trainable == tuple(f"motion_autoencoder.enc.fc.{part}.{name}"
+                                         for name in ("lip", "pose", "gaze", "blink") for part in ("encoders", "heads"))
+    w = enc.stage1.weights  # the four factor encoders on labels and counterfactual pairs; the decoder is skipped
+    assert min(w.lip, w.pose, w.gaze, w.blink, w.counterfactual) > 0 and w.lip_nce == w.gaze_nce == 0
+    assert not Stage1Objective(DemoModel(enc.model), enc.stage1).renders
+    assert enc.to_dict()["model"] == ids.to_dict()["model"] and enc.stage2.steps == ids.stage2.steps
 
 
 def test_extends_merges_nested_keys_and_rejects_loops(tmp_path):
