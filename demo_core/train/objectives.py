@@ -227,8 +227,8 @@ class Stage1Objective(nn.Module):
             loss, parts = reconstruction_loss(recon, target, scales=cfg.scales, l1_weight=w.recon_l1,
                                               ssim_weight=w.recon_ssim, region=batch.region.flatten(0, 1),
                                               region_weight=w.recon_region)
-        else:  # encoder-only phase: no term reads a rendered frame (several times faster per step); the zero
-            # keeps the encoders in the graph, so a batch without any active term still back-propagates
+        else:  # encoder-only phase: no term reads a rendered frame; the zero keeps the encoders in the graph, so a
+            # batch on which no term is active (e.g. no counterfactual frame) still back-propagates
             loss, parts = 0.0 * mean_d.sum(), {"l1": zero, "ssim": zero, "l1_region": zero}
         metrics = dict(parts)
         blocks = split_coefficients(mean_d, self.layout)

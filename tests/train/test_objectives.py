@@ -1,4 +1,4 @@
-"""Stage-1 objective: which coefficients the coefficient penalty reaches."""
+"""Stage-1 objective: which coefficients the coefficient penalty reaches; an encoder-only phase skips the renderer."""
 
 from __future__ import annotations
 
