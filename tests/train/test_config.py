@@ -103,6 +103,9 @@ def test_a_config_extends_another_and_the_painter_recipe():
     assert min(w.lip, w.pose, w.gaze, w.blink, w.counterfactual) > 0 and w.lip_nce == w.gaze_nce == 0
     assert not Stage1Objective(DemoModel(enc.model), enc.stage1).renders
     assert enc.to_dict()["model"] == ids.to_dict()["model"] and enc.stage2.steps == ids.stage2.steps
+    rb_lip = load_train_config(default_config_path().parent / "demo_synthetic_64_readback_lip.json")
+    assert rb_lip.stage1.cycle_factors == ("lip", "pose", "gaze", "blink")
+    assert rb_lip.stage1.trainable == readback.stage1.trainable and rb_lip.stage1.steps == readback.stage1.steps
 
 
 def test_extends_merges_nested_keys_and_rejects_loops(tmp_path):
