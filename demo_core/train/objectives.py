@@ -214,16 +214,16 @@ class Stage1Objective(nn.Module):
         b, F = batch.driving.shape[:2]
         target = batch.driving.flatten(0, 1)  # (b·F, 3, S, S)
         mean_d, logvar_d = self.mae.coefficients_posterior(target)  # (b·F, M)
-        lam_d = mean_d
-        if self.vae and logvar_d is not None:
-            lam_d = mean_d + torch.exp(0.5 * logvar_d) * batch.eps.reshape(b * F, -1)
-        lam_r = torch.where(self.render_detached, lam_d.detach(), lam_d) if cfg.detach_render else lam_d
         zero = mean_d.new_zeros(())
         if self.renders:
+            lam_d = mean_d
+            if self.vae and logvar_d is not None:
+                lam_d = mean_d + torch.exp(0.5 * logvar_d) * batch.eps.reshape(b * F, -1)
+            lam_r = torch.where(self.render_detached, lam_d.detach(), lam_d) if cfg.detach_render else lam_d
             h_s, _, _, feats = self.mae.encode_posterior(batch.source)
+            h_d = h_s.repeat_interleave(F, dim=0)  # (b·F, W): each driving frame's source appearance
             motion_d = self.mae.motion_from_coefficients(lam_r)  # (b·F, W)
-            latent = h_s.repeat_interleave(F, dim=0) + motion_d
-            recon = self.mae.render(latent, feats, motion=motion_d)  # (b·F, 3, S, S), row n uses feats[n // F]
+            recon = self.mae.render(h_d + motion_d, feats, motion=motion_d)  # (b·F, 3, S, S), row n uses feats[n // F]
             loss, parts = reconstruction_loss(recon, target, scales=cfg.scales, l1_weight=w.recon_l1,
                                               ssim_weight=w.recon_ssim, region=batch.region.flatten(0, 1),
                                               region_weight=w.recon_region)
@@ -294,12 +294,12 @@ class Stage1Objective(nn.Module):
         metrics["kl"] = kl.detach()
         cycle = zero
         if w.cycle > 0 and batch.edit is not None:
-            cycle = self._cycle(recon, lam_r, h_s.repeat_interleave(F, dim=0), feats, batch.edit.flatten(0, 1))
+            cycle = self._cycle(recon, lam_r, h_d, feats, batch.edit.flatten(0, 1))
             loss = loss + w.cycle * cycle
         metrics["cycle"] = cycle.detach()
         local = zero
         if w.locality > 0 and batch.edit is not None and batch.parts is not None:
-            local = self._locality(recon, lam_r, h_s.repeat_interleave(F, dim=0), feats, batch.edit.flatten(0, 1),
+            local = self._locality(recon, lam_r, h_d, feats, batch.edit.flatten(0, 1),
                                    batch.parts.flatten(0, 1), batch.parts_mask.repeat_interleave(F))
             loss = loss + w.locality * local
         metrics["locality"] = local.detach()
